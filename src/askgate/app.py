@@ -1,0 +1,99 @@
+"""The FastAPI application: create_app() and the lifespan that owns long-lived
+objects (engine, sessionmakers, the single aiohttp session, the LLM client)."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
+
+from askgate import __version__
+from askgate.auth.router import router as auth_router
+from askgate.config import Settings, ensure_secret_key
+from askgate.db import Database, create_engine
+from askgate.errors import install_error_handlers
+from askgate.health import router as health_router
+from askgate.llm.client import LLMClient
+from askgate.middleware import RequestContextMiddleware
+from askgate.questions.router import router as questions_router
+from askgate.runtime import Runtime
+from askgate.users import service as users_service
+from askgate.users.router import router as users_router
+
+logger = logging.getLogger("askgate.app")
+
+DESCRIPTION = """
+A self-hosted, multi-user, ChatGPT-style API in front of any OpenAI-compatible LLM.
+
+1. `POST /auth/register` creates an account.
+2. `POST /auth/token` (or **Authorize** above) logs in.
+3. `POST /questions` asks; `GET /questions/me` lists your latest questions.
+"""
+
+
+def _llm_client(settings: Settings, http: aiohttp.ClientSession) -> LLMClient | None:
+    if settings.llm_base_url is None or settings.llm_model is None:
+        logger.warning("No LLM upstream configured: questions will answer 503")
+        return None
+    return LLMClient(
+        http,
+        base_url=settings.llm_base_url,
+        model=settings.llm_model,
+        api_key=(
+            settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        ),
+        connect_timeout=settings.llm_connect_timeout,
+        read_timeout=settings.llm_read_timeout,
+        system_prompt=settings.llm_system_prompt,
+    )
+
+
+async def _ensure_first_admin(settings: Settings, db: Database) -> None:
+    if settings.admin_username is None or settings.admin_password is None:
+        return
+    async with db.write() as session:
+        admin = await users_service.ensure_admin(
+            session=session,
+            username=settings.admin_username,
+            password=settings.admin_password.get_secret_value(),
+        )
+    if admin is not None:
+        logger.info("Created the first admin %r from ASKGATE_ADMIN_*", admin.username)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    ensure_secret_key(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(create_engine(settings.sqlalchemy_url))
+        http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=100, limit_per_host=100),
+            raise_for_status=False,
+        )
+        try:
+            app.state.runtime = Runtime(
+                settings=settings, db=db, http=http, llm=_llm_client(settings, http)
+            )
+            await _ensure_first_admin(settings, db)
+            yield
+        finally:
+            await http.close()
+            await db.dispose()
+
+    app = FastAPIOffline(
+        title="askgate",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(auth_router)
+    app.include_router(users_router)
+    app.include_router(questions_router)
+    app.include_router(health_router)
+    return app

@@ -1,0 +1,94 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Form, status
+
+from askgate.auth import service
+from askgate.auth.schemas import RefreshRequest, TokenPair
+from askgate.db import SessionDep
+from askgate.errors import error_responses
+from askgate.runtime import SettingsDep
+from askgate.schemas import SafeStr
+from askgate.users.schemas import PASSWORD_MAX, UserCreate, UserRead
+from askgate.users.service import create_user
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRead,
+    summary="Create an account",
+    description=(
+        "Registers a user with the `user` role. Usernames are unique ignoring case. "
+        "Unknown fields (such as `role`) are rejected with 422, so registration "
+        "can never create an administrator."
+    ),
+    responses=error_responses(409),
+)
+async def register(data: UserCreate, session: SessionDep) -> UserRead:
+    user = await create_user(
+        session=session,
+        username=data.username,
+        password=data.password,
+        email=data.email,
+    )
+    return UserRead.model_validate(user)
+
+
+@router.post(
+    "/token",
+    response_model=TokenPair,
+    summary="Log in",
+    description=(
+        "OAuth2 password flow (form fields `username` and `password`; this is what "
+        "Swagger's **Authorize** button sends). Returns a short-lived access token "
+        "and a one-time refresh token. A wrong password, an unknown user and an "
+        "inactive user all get the same 401."
+    ),
+    responses=error_responses(401),
+)
+async def token(
+    username: Annotated[SafeStr, Form(min_length=1, max_length=128)],
+    password: Annotated[SafeStr, Form(min_length=1, max_length=PASSWORD_MAX)],
+    session: SessionDep,
+    settings: SettingsDep,
+    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+) -> TokenPair:
+    user = await service.authenticate(
+        session=session, username=username, password=password
+    )
+    return await service.login(session=session, settings=settings, user=user)
+
+
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    summary="Rotate the refresh token",
+    description=(
+        "Exchanges a refresh token for a new access and refresh token. Each refresh "
+        "token works once: presenting one that was already used answers 401 and "
+        "revokes every token of that login (theft detection)."
+    ),
+    responses=error_responses(401),
+)
+async def refresh(
+    data: RefreshRequest, session: SessionDep, settings: SettingsDep
+) -> TokenPair:
+    return await service.refresh(
+        session=session, settings=settings, refresh_token=data.refresh_token
+    )
+
+
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Log out",
+    description=(
+        "Revokes the login the refresh token belongs to: its refresh tokens and the "
+        "access tokens issued from them stop working at once."
+    ),
+    responses=error_responses(401),
+)
+async def logout(data: RefreshRequest, session: SessionDep) -> None:
+    await service.logout(session=session, refresh_token=data.refresh_token)

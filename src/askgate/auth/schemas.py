@@ -1,0 +1,33 @@
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from askgate.schemas import InputSchema, SafeStr, Schema
+
+
+class TokenPair(Schema):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires")
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
+                    "refresh_token": "Vd2V5k3Yq4m7...",
+                    "token_type": "bearer",
+                    "expires_in": 900,
+                }
+            ]
+        }
+    }
+
+
+class RefreshRequest(InputSchema):
+    refresh_token: Annotated[SafeStr, Field(min_length=1, max_length=512)]
+
+    model_config = {
+        "json_schema_extra": {"examples": [{"refresh_token": "Vd2V5k3Yq4m7..."}]}
+    }

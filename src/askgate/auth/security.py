@@ -1,0 +1,105 @@
+"""Password hashing (Argon2id, off the event loop) and access/refresh tokens."""
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio.to_thread
+import jwt
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+ALGORITHM = "HS256"
+ISSUER = "askgate"
+AUDIENCE = "askgate"
+ACCESS_TOKEN_TYPE = "access"
+LEEWAY_SECONDS = 30
+REQUIRED_CLAIMS = ["sub", "type", "iss", "aud", "iat", "exp", "jti", "sid"]
+
+_password_hash = PasswordHash((Argon2Hasher(),))
+# Verified when the user does not exist, so an unknown username costs the same time
+# as a wrong password and login timing does not reveal which usernames exist.
+_DUMMY_HASH = _password_hash.hash(secrets.token_urlsafe(16))
+
+
+async def hash_password(password: str) -> str:
+    # Argon2 takes tens of milliseconds of CPU: in the event loop it would stall
+    # every other request, so it runs in a worker thread.
+    return await anyio.to_thread.run_sync(_password_hash.hash, password)
+
+
+async def verify_password(password: str, password_hash: str | None) -> bool:
+    """Constant-work check; `None` (no such user) verifies against a dummy hash."""
+    if password_hash is None:
+        await anyio.to_thread.run_sync(_password_hash.verify, password, _DUMMY_HASH)
+        return False
+    return await anyio.to_thread.run_sync(
+        _password_hash.verify, password, password_hash
+    )
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_refresh_token(token: str) -> str:
+    # A refresh token has 256 random bits: a fast hash is enough to make the stored
+    # value useless to someone who reads the database.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: int
+    session_id: str
+
+
+class InvalidToken(Exception):
+    """The access token is malformed, forged, expired or of the wrong type."""
+
+
+def create_access_token(
+    *, user_id: int, session_id: str, key: str, ttl: timedelta
+) -> str:
+    now = datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "sub": str(user_id),
+        "type": ACCESS_TOKEN_TYPE,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + ttl,
+        "jti": uuid.uuid4().hex,
+        "sid": session_id,
+    }
+    return jwt.encode(claims, key, algorithm=ALGORITHM)
+
+
+def decode_access_token(token: str, *, key: str) -> AccessClaims:
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            leeway=LEEWAY_SECONDS,
+            options={"require": REQUIRED_CLAIMS},
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(str(exc)) from exc
+    if claims["type"] != ACCESS_TOKEN_TYPE:
+        raise InvalidToken("not an access token")
+    subject, session_id = claims["sub"], claims["sid"]
+    if not (isinstance(subject, str) and subject.isdecimal()):
+        raise InvalidToken("malformed subject")
+    if not isinstance(session_id, str):
+        raise InvalidToken("malformed session id")
+    return AccessClaims(user_id=int(subject), session_id=session_id)

@@ -1,0 +1,193 @@
+"""`askgate serve | create-admin | db upgrade/downgrade`."""
+
+import argparse
+import asyncio
+import getpass
+import logging
+import logging.config
+import os
+import sys
+
+from pydantic import ValidationError
+
+from askgate import migrate
+from askgate.config import Settings, ensure_secret_key
+from askgate.db import Database, create_engine
+from askgate.errors import Conflict
+from askgate.llm.local import (
+    MODEL_ALIAS,
+    LocalModelError,
+    LocalModelServer,
+    bundled_model_path,
+)
+from askgate.logconfig import logging_config
+from askgate.users.models import Role
+from askgate.users.schemas import AdminUserCreate
+from askgate.users.service import create_user
+
+logger = logging.getLogger("askgate.cli")
+
+
+class CommandError(Exception):
+    """A failure to report in one line, without a traceback."""
+
+
+def _describe(error: ValidationError, prefix: str) -> str:
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        location = "_".join(str(part) for part in item["loc"]).upper()
+        name = f"{prefix}{location}" if location else "settings"
+        lines.append(f"invalid {name}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings() -> Settings:
+    try:
+        settings = Settings()
+        ensure_secret_key(settings)
+    except ValidationError as exc:
+        raise CommandError(_describe(exc, "ASKGATE_")) from None
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    settings = load_settings()
+    logging.config.dictConfig(logging_config(settings.log_level))
+    migrate.upgrade(settings.sqlalchemy_url)
+    local: LocalModelServer | None = None
+    if settings.llm_base_url is None:
+        try:
+            model_path = settings.local_model_path or bundled_model_path()
+            # One model server for the whole `serve`, shared by every worker.
+            local = LocalModelServer(
+                model_path,
+                log_path=settings.data_dir / "local-model.log",
+                startup_timeout=settings.local_model_startup_timeout,
+                context_size=settings.local_model_context,
+            )
+            os.environ["ASKGATE_LLM_BASE_URL"] = local.start()
+        except LocalModelError as exc:
+            raise CommandError(str(exc)) from None
+        os.environ.setdefault("ASKGATE_LLM_MODEL", MODEL_ALIAS)
+    url = f"http://{args.host}:{args.port}"
+    logger.info("Serving askgate on %s; API docs at %s/docs", url, url)
+    try:
+        uvicorn.run(
+            "askgate.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            access_log=False,  # askgate logs one line per request itself
+            server_header=False,
+            log_config=logging_config(settings.log_level),
+        )
+    finally:
+        if local is not None:
+            local.stop()
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != password:
+        raise CommandError("the passwords differ")
+    return password
+
+
+async def _create_admin(settings: Settings, data: AdminUserCreate) -> int:
+    db = Database(create_engine(settings.sqlalchemy_url))
+    try:
+        async with db.write() as session:
+            user = await create_user(
+                session=session,
+                username=data.username,
+                password=data.password,
+                email=data.email,
+                role=Role.ADMIN,
+            )
+        return user.id
+    except Conflict as exc:
+        raise CommandError(exc.detail) from None
+    finally:
+        await db.dispose()
+
+
+def _create_admin_command(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    password = _read_password(args.password_stdin)
+    try:
+        data = AdminUserCreate(
+            username=args.username,
+            password=password,
+            email=args.email,
+            role=Role.ADMIN,
+        )
+    except ValidationError as exc:
+        raise CommandError(_describe(exc, "")) from None
+    migrate.upgrade(settings.sqlalchemy_url)
+    user_id = asyncio.run(_create_admin(settings, data))
+    print(f"Created admin {data.username!r} (id {user_id})")
+
+
+def _db_command(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    if args.action == "upgrade":
+        migrate.upgrade(settings.sqlalchemy_url, args.revision or "head")
+    else:
+        migrate.downgrade(settings.sqlalchemy_url, args.revision or "-1")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="askgate", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="migrate the database, then serve the API",
+        description="Runs the migrations, starts the bundled model unless "
+        "ASKGATE_LLM_BASE_URL is set, and serves the API.",
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(handler=_serve)
+
+    admin = commands.add_parser("create-admin", help="create an administrator")
+    admin.add_argument("--username", required=True)
+    admin.add_argument("--email")
+    admin.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
+    admin.set_defaults(handler=_create_admin_command)
+
+    db = commands.add_parser("db", help="apply or revert migrations")
+    db.add_argument("action", choices=["upgrade", "downgrade"])
+    db.add_argument(
+        "revision",
+        nargs="?",
+        help="target revision (upgrade: head by default; downgrade: -1 by default)",
+    )
+    db.set_defaults(handler=_db_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except CommandError as exc:
+        print(f"askgate: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Settings, read from ASKGATE_* environment variables and `.env`."""
+
+import logging
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger("askgate.config")
+
+SECRET_KEY_FILE = "secret_key"
+MIN_SECRET_KEY_BYTES = 32
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+def check_key_length(key: str) -> None:
+    if len(key.encode()) < MIN_SECRET_KEY_BYTES:
+        raise ValueError(
+            f"must be at least {MIN_SECRET_KEY_BYTES} bytes; generate one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ASKGATE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    secret_key: SecretStr | None = None
+    access_token_expire_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_token_expire_days: int = Field(default=7, ge=1, le=365)
+
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str | None = None
+    llm_connect_timeout: PositiveFloat = 5.0
+    llm_read_timeout: PositiveFloat = 60.0
+    llm_default_max_tokens: int = Field(default=256, ge=1, le=32768)
+    llm_max_tokens_limit: int = Field(default=4096, ge=1, le=131072)
+    llm_system_prompt: str = ""
+
+    local_model_path: Path | None = None
+    local_model_startup_timeout: PositiveFloat = 120.0
+    local_model_context: int = Field(default=2048, ge=256, le=131072)
+
+    history_size: int = Field(default=3, ge=1, le=100)
+
+    admin_username: str | None = None
+    admin_password: SecretStr | None = None
+
+    log_level: str = "INFO"
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_key_length(value.get_secret_value())
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in logging.getLevelNamesMapping():
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @model_validator(mode="after")
+    def _admin_pair(self) -> "Settings":
+        if (self.admin_username is None) != (self.admin_password is None):
+            raise ValueError(
+                "ASKGATE_ADMIN_USERNAME and ASKGATE_ADMIN_PASSWORD must be set together"
+            )
+        if self.llm_base_url is not None and not self.llm_model:
+            raise ValueError("ASKGATE_LLM_MODEL is required with ASKGATE_LLM_BASE_URL")
+        return self
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'askgate.db'}"
+
+    def signing_key(self) -> str:
+        """The configured key, or the one generated on first start (see ensure)."""
+        if self.secret_key is None:
+            raise RuntimeError("secret key not loaded; call ensure_secret_key first")
+        return self.secret_key.get_secret_value()
+
+
+def ensure_secret_key(settings: Settings) -> None:
+    """Load the signing key, generating and storing one on first start.
+
+    The file is created atomically with mode 0600 (written aside, then hard-linked
+    into place), so workers starting at once all end up with the same key.
+    """
+    if settings.secret_key is not None:
+        return
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / SECRET_KEY_FILE
+    if not path.exists():
+        tmp = path.with_name(f".{SECRET_KEY_FILE}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, path)
+            logger.warning(
+                "ASKGATE_SECRET_KEY is not set: generated a signing key and stored "
+                "it in %s (mode 0600); it is reused on later starts",
+                path,
+            )
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    key = path.read_text().strip()
+    try:
+        check_key_length(key)  # the file may have been edited by hand
+    except ValueError as exc:
+        raise ValueError(f"{path}: signing key {exc}") from None
+    settings.secret_key = SecretStr(key)

@@ -1,0 +1,7 @@
+"""Every ORM model, imported in one place for Alembic and the app."""
+
+from askgate.auth.models import AuthSession, RefreshToken
+from askgate.questions.models import Question, QuestionStatus
+from askgate.users.models import Role, User
+
+__all__ = ["AuthSession", "Question", "QuestionStatus", "RefreshToken", "Role", "User"]

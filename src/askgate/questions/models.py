@@ -1,0 +1,42 @@
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Enum, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from askgate.db import Base, UTCDateTime, utcnow
+
+
+class QuestionStatus(StrEnum):
+    ANSWERED = "answered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Question(Base):
+    __tablename__ = "questions"
+    __table_args__ = (
+        Index("ix_questions_user_id_id", "user_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    content: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(200))
+    status: Mapped[QuestionStatus] = mapped_column(
+        Enum(
+            QuestionStatus,
+            native_enum=False,
+            length=16,
+            create_constraint=True,
+            name="question_status",
+            values_callable=lambda values: [value.value for value in values],
+        )
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
+    latency_ms: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

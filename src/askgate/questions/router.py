@@ -1,0 +1,154 @@
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import JSONResponse
+
+from askgate.auth.deps import AdminUser, CurrentUser
+from askgate.db import SessionDep
+from askgate.errors import UpstreamUnavailable, error_responses
+from askgate.questions import service
+from askgate.questions.deps import OwnedQuestion
+from askgate.questions.schemas import QuestionCreate, QuestionRead
+from askgate.runtime import RuntimeDep
+from askgate.sse import EventStreamResponse
+
+router = APIRouter(prefix="/questions", tags=["questions"])
+
+_STREAM_EXAMPLE = (
+    'data: {"type":"delta","text":"Paris"}\n\n'
+    'data: {"type":"delta","text":" is the capital."}\n\n'
+    'data: {"type":"done","question":{"id":8,"status":"answered","...":"..."}}\n\n'
+)
+_STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": (
+            'With `"stream": true`: server-sent events. Each `data:` is JSON: '
+            '`{"type":"delta","text":...}` per chunk, then exactly one '
+            '`{"type":"done","question":{...}}` or `{"type":"error","detail":...}`.'
+        ),
+        "content": {
+            "text/event-stream": {
+                "schema": {"type": "string"},
+                "example": _STREAM_EXAMPLE,
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=QuestionRead,
+    summary="Ask a question",
+    description=(
+        "Sends the question to the LLM and stores it with the answer. Upstream "
+        "failures answer 502 and timeouts 504; the question is stored anyway, with "
+        'status `failed`. With `"stream": true` the answer arrives as server-sent '
+        "events and is stored when the stream ends; if the client disconnects, the "
+        "upstream request is cancelled and the partial answer is stored as "
+        "`cancelled`."
+    ),
+    responses={**_STREAM_RESPONSE, **error_responses(401, 502, 503, 504)},
+)
+async def ask(data: QuestionCreate, user: CurrentUser, runtime: RuntimeDep) -> Response:
+    if runtime.llm is None:
+        raise UpstreamUnavailable("No LLM upstream is configured")
+    if data.stream:
+        return EventStreamResponse(
+            service.ask_streaming(
+                db=runtime.db,
+                llm=runtime.llm,
+                settings=runtime.settings,
+                user_id=user.id,
+                data=data,
+            )
+        )
+    question = await service.ask(
+        db=runtime.db,
+        llm=runtime.llm,
+        settings=runtime.settings,
+        user_id=user.id,
+        data=data,
+    )
+    return JSONResponse(
+        QuestionRead.of(question).model_dump(mode="json"),
+        status_code=status.HTTP_201_CREATED,
+    )
+
+
+@router.get(
+    "/me",
+    response_model=list[QuestionRead],
+    summary="My latest questions",
+    description=(
+        "The caller's questions, newest first: the last `ASKGATE_HISTORY_SIZE` "
+        "(default 3) unless `limit` says otherwise (at most 100). Page back with "
+        "`before_id`, the smallest id seen so far. Every question is kept."
+    ),
+    responses=error_responses(401),
+)
+async def my_questions(
+    user: CurrentUser,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    limit: Annotated[int | None, Query(ge=1, le=100)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+) -> list[QuestionRead]:
+    questions = await service.list_for_user(
+        session=session,
+        user_id=user.id,
+        limit=limit or runtime.settings.history_size,
+        before_id=before_id,
+    )
+    return [QuestionRead.of(question) for question in questions]
+
+
+@router.get(
+    "",
+    response_model=list[QuestionRead],
+    summary="All questions (admin)",
+    description=(
+        "Every user's questions, newest first, optionally of one `user_id`; paged "
+        "with `limit` and `offset`. The total is in `X-Total-Count`."
+    ),
+    responses=error_responses(401, 403),
+)
+async def all_questions(
+    response: Response,
+    admin: AdminUser,
+    session: SessionDep,
+    user_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+) -> list[QuestionRead]:
+    questions, total = await service.list_all(
+        session=session, user_id=user_id, limit=limit, offset=offset
+    )
+    response.headers["X-Total-Count"] = str(total)
+    return [QuestionRead.of(question) for question in questions]
+
+
+@router.get(
+    "/{question_id}",
+    response_model=QuestionRead,
+    summary="Read a question",
+    description=(
+        "For its owner or an admin. Anyone else gets 404, as for a question that "
+        "does not exist."
+    ),
+    responses=error_responses(401, 404),
+)
+async def read_question(question: OwnedQuestion) -> QuestionRead:
+    return QuestionRead.of(question)
+
+
+@router.delete(
+    "/{question_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a question",
+    description="For its owner or an admin; anyone else gets 404.",
+    responses=error_responses(401, 404),
+)
+async def delete_question(question: OwnedQuestion, session: SessionDep) -> None:
+    await service.delete_question(session=session, question=question)

@@ -1,0 +1,195 @@
+"""Asking the LLM and keeping every question.
+
+No database session is open while the LLM works: the question is stored with a
+short write transaction once the answer (or the failure) is known. A failed or
+cancelled question is stored too, with whatever part of the answer arrived.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Awaitable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import anyio
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from askgate.config import Settings
+from askgate.db import Database, utcnow
+from askgate.errors import UpstreamFailed, UpstreamTimedOut
+from askgate.llm.client import (
+    ChatParams,
+    Delta,
+    LLMClient,
+    StreamEnd,
+    UpstreamError,
+    UpstreamTimeout,
+    Usage,
+)
+from askgate.questions.models import Question, QuestionStatus
+from askgate.questions.schemas import QuestionCreate, QuestionRead
+
+CLIENT_LEFT = "The client disconnected before the answer was complete"
+T = TypeVar("T")
+_background: set[asyncio.Future[Any]] = set()
+
+
+@dataclass
+class _Attempt:
+    """One question in flight, until it is stored."""
+
+    user_id: int
+    content: str
+    model: str
+    created_at: datetime = field(default_factory=utcnow)
+    started: float = field(default_factory=time.monotonic)
+    parts: list[str] = field(default_factory=list)
+
+    async def store(
+        self,
+        db: Database,
+        status: QuestionStatus,
+        *,
+        error: str | None = None,
+        usage: Usage | None = None,
+        model: str | None = None,
+    ) -> Question:
+        question = Question(
+            user_id=self.user_id,
+            content=self.content,
+            answer="".join(self.parts) if self.parts else None,
+            model=model or self.model,
+            status=status,
+            error=error,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            latency_ms=round((time.monotonic() - self.started) * 1000),
+            created_at=self.created_at,
+        )
+        async with db.write() as session:
+            session.add(question)
+        return question
+
+
+async def _despite_cancellation(work: Awaitable[T]) -> T:
+    """Finish `work` even though the caller is being cancelled.
+
+    The shielded scope covers cancellation by a task group (the client left);
+    asyncio.shield covers a plain task.cancel(), letting the work finish in the
+    background while the cancellation goes on.
+    """
+    task = asyncio.ensure_future(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    with anyio.CancelScope(shield=True):
+        result = await asyncio.shield(task)
+    return result
+
+
+def _params(data: QuestionCreate, settings: Settings) -> ChatParams:
+    return ChatParams(
+        content=data.content,
+        max_tokens=data.max_tokens or settings.llm_default_max_tokens,
+        temperature=data.temperature,
+    )
+
+
+def _http_error(exc: UpstreamError, question: Question) -> Exception:
+    detail = f"{exc.detail} (question {question.id} was stored as failed)"
+    if isinstance(exc, UpstreamTimeout):
+        return UpstreamTimedOut(detail)
+    return UpstreamFailed(detail)
+
+
+async def ask(
+    *,
+    db: Database,
+    llm: LLMClient,
+    settings: Settings,
+    user_id: int,
+    data: QuestionCreate,
+) -> Question:
+    attempt = _Attempt(user_id=user_id, content=data.content, model=llm.model)
+    try:
+        completion = await llm.complete(_params(data, settings))
+    except UpstreamError as exc:
+        question = await attempt.store(db, QuestionStatus.FAILED, error=exc.detail)
+        raise _http_error(exc, question) from None
+    except BaseException:
+        await _despite_cancellation(
+            attempt.store(db, QuestionStatus.CANCELLED, error=CLIENT_LEFT)
+        )
+        raise
+    attempt.parts.append(completion.text)
+    return await attempt.store(
+        db, QuestionStatus.ANSWERED, usage=completion.usage, model=completion.model
+    )
+
+
+async def ask_streaming(
+    *,
+    db: Database,
+    llm: LLMClient,
+    settings: Settings,
+    user_id: int,
+    data: QuestionCreate,
+) -> AsyncGenerator[dict[str, Any]]:
+    """SSE payloads: deltas, then one `done` (with the stored question) or `error`."""
+    attempt = _Attempt(user_id=user_id, content=data.content, model=llm.model)
+    end = StreamEnd(model=llm.model, usage=Usage(None, None))
+    try:
+        async for event in llm.stream(_params(data, settings)):
+            if isinstance(event, Delta):
+                attempt.parts.append(event.text)
+                yield {"type": "delta", "text": event.text}
+            else:
+                end = event
+    except UpstreamError as exc:
+        question = await attempt.store(db, QuestionStatus.FAILED, error=exc.detail)
+        yield {"type": "error", "detail": exc.detail, "question_id": question.id}
+        return
+    except BaseException:  # the client left: cancelled, or closed at a yield
+        await _despite_cancellation(
+            attempt.store(db, QuestionStatus.CANCELLED, error=CLIENT_LEFT)
+        )
+        raise
+    question = await attempt.store(
+        db, QuestionStatus.ANSWERED, usage=end.usage, model=end.model
+    )
+    yield {
+        "type": "done",
+        "question": QuestionRead.of(question).model_dump(mode="json"),
+    }
+
+
+async def get_question(*, session: AsyncSession, question_id: int) -> Question | None:
+    return await session.get(Question, question_id)
+
+
+async def delete_question(*, session: AsyncSession, question: Question) -> None:
+    await session.delete(question)
+
+
+async def list_for_user(
+    *, session: AsyncSession, user_id: int, limit: int, before_id: int | None
+) -> Sequence[Question]:
+    query = select(Question).where(Question.user_id == user_id)
+    if before_id is not None:
+        query = query.where(Question.id < before_id)
+    rows = await session.scalars(query.order_by(Question.id.desc()).limit(limit))
+    return rows.all()
+
+
+async def list_all(
+    *, session: AsyncSession, user_id: int | None, limit: int, offset: int
+) -> tuple[Sequence[Question], int]:
+    query = select(Question)
+    if user_id is not None:
+        query = query.where(Question.user_id == user_id)
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = await session.scalars(
+        query.order_by(Question.id.desc()).limit(limit).offset(offset)
+    )
+    return rows.all(), total or 0

@@ -1,0 +1,153 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from askgate.auth.deps import AdminUser, CurrentUser
+from askgate.db import SessionDep
+from askgate.errors import Conflict, error_responses
+from askgate.users import service
+from askgate.users.schemas import (
+    AdminUserCreate,
+    AdminUserUpdate,
+    UserRead,
+    UserUpdateMe,
+)
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="User id")]
+
+
+@router.get(
+    "/me",
+    response_model=UserRead,
+    summary="Read my account",
+    description="The caller's own account. Never includes the password or its hash.",
+    responses=error_responses(401),
+)
+async def read_me(user: CurrentUser) -> UserRead:
+    return UserRead.model_validate(user)
+
+
+@router.patch(
+    "/me",
+    response_model=UserRead,
+    summary="Update my account",
+    description=(
+        "Changes the username, the email (`null` removes it) or the password. "
+        "A new password needs `current_password` and ends every login of the "
+        "account, this one included: log in again afterwards."
+    ),
+    responses=error_responses(400, 401, 409),
+)
+async def update_me(
+    data: UserUpdateMe, user: CurrentUser, session: SessionDep
+) -> UserRead:
+    updated = await service.update_me(session=session, user_id=user.id, data=data)
+    return UserRead.model_validate(updated)
+
+
+@router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete my account",
+    description="Deletes the account with all its questions and tokens.",
+    responses=error_responses(401),
+)
+async def delete_me(user: CurrentUser, session: SessionDep) -> None:
+    await service.delete_user(session=session, user_id=user.id)
+
+
+@router.get(
+    "",
+    response_model=list[UserRead],
+    summary="List users (admin)",
+    description=(
+        "All users, newest first, paged with `limit` and `offset`; `q` matches part "
+        "of the username, ignoring case. The total is in `X-Total-Count`."
+    ),
+    responses=error_responses(401, 403),
+)
+async def list_users(
+    response: Response,
+    admin: AdminUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    q: Annotated[str | None, Query(max_length=32, pattern=r"^[A-Za-z0-9_.-]*$")] = None,
+) -> list[UserRead]:
+    users, total = await service.list_users(
+        session=session, q=q, limit=limit, offset=offset
+    )
+    response.headers["X-Total-Count"] = str(total)
+    return [UserRead.model_validate(user) for user in users]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRead,
+    summary="Create a user (admin)",
+    description="Creates a user with any role; `is_active` defaults to true.",
+    responses=error_responses(401, 403, 409),
+)
+async def create_user(
+    data: AdminUserCreate, admin: AdminUser, session: SessionDep
+) -> UserRead:
+    user = await service.create_user(
+        session=session,
+        username=data.username,
+        password=data.password,
+        email=data.email,
+        role=data.role,
+        is_active=data.is_active,
+    )
+    return UserRead.model_validate(user)
+
+
+@router.get(
+    "/{user_id}",
+    response_model=UserRead,
+    summary="Read a user (admin)",
+    description="Any user's account.",
+    responses=error_responses(401, 403, 404),
+)
+async def read_user(user_id: UserId, admin: AdminUser, session: SessionDep) -> UserRead:
+    return UserRead.model_validate(
+        await service.get_user(session=session, user_id=user_id)
+    )
+
+
+@router.patch(
+    "/{user_id}",
+    response_model=UserRead,
+    summary="Change a user's role or active flag (admin)",
+    description=(
+        "Sets `role` and/or `is_active`. Deactivating a user ends their logins at "
+        "once. Admins cannot demote or deactivate themselves (409)."
+    ),
+    responses=error_responses(400, 401, 403, 404, 409),
+)
+async def update_user(
+    user_id: UserId, data: AdminUserUpdate, admin: AdminUser, session: SessionDep
+) -> UserRead:
+    user = await service.admin_update(
+        session=session, actor=admin, user_id=user_id, data=data
+    )
+    return UserRead.model_validate(user)
+
+
+@router.delete(
+    "/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a user (admin)",
+    description=(
+        "Deletes the user with their questions and tokens. Admins delete their own "
+        "account with `DELETE /users/me`, not here (409)."
+    ),
+    responses=error_responses(401, 403, 404, 409),
+)
+async def delete_user(user_id: UserId, admin: AdminUser, session: SessionDep) -> None:
+    if user_id == admin.id:
+        raise Conflict("Admins cannot delete themselves here; use DELETE /users/me")
+    await service.delete_user(session=session, user_id=user_id)
