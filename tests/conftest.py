@@ -1,0 +1,112 @@
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from askgate import migrate
+from askgate.app import create_app
+from askgate.config import Settings
+from askgate.db import Database
+from askgate.runtime import Runtime
+from askgate.users.models import Role
+from tests.factories import Account, auth_headers, create_user
+from tests.fake_upstream import MODEL, FakeUpstream
+
+TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No ASKGATE_* variable or .env file of the developer's leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("ASKGATE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One database migrated by Alembic; each test gets a copy of it."""
+    path = tmp_path_factory.mktemp("template") / "askgate.db"
+    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def database_path(migrated_template: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "askgate.db"
+    shutil.copyfile(migrated_template, path)
+    return path
+
+
+@pytest.fixture
+async def fake_upstream() -> AsyncIterator[FakeUpstream]:
+    upstream = FakeUpstream()
+    await upstream.start()
+    yield upstream
+    await upstream.stop()
+
+
+@pytest.fixture
+def settings(
+    database_path: Path, tmp_path: Path, fake_upstream: FakeUpstream
+) -> Settings:
+    return Settings(
+        _env_file=None,
+        data_dir=tmp_path,
+        database_url=f"sqlite+aiosqlite:///{database_path}",
+        secret_key=TEST_SECRET_KEY,
+        llm_base_url=fake_upstream.base_url,
+        llm_model=MODEL,
+        llm_read_timeout=1.0,
+        llm_connect_timeout=1.0,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def runtime(app: FastAPI) -> Runtime:
+    value: Runtime = app.state.runtime
+    return value
+
+
+@pytest.fixture
+def db(runtime: Runtime) -> Database:
+    return runtime.db
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+@pytest.fixture
+async def user(db: Database) -> Account:
+    return await create_user(db)
+
+
+@pytest.fixture
+async def admin(db: Database) -> Account:
+    return await create_user(db, role=Role.ADMIN)
+
+
+@pytest.fixture
+async def user_headers(client: httpx.AsyncClient, user: Account) -> dict[str, str]:
+    return await auth_headers(client, user)
+
+
+@pytest.fixture
+async def admin_headers(client: httpx.AsyncClient, admin: Account) -> dict[str, str]:
+    return await auth_headers(client, admin)

@@ -1,0 +1,66 @@
+"""Small helpers that build what a test needs, through the real code paths."""
+
+import itertools
+from dataclasses import dataclass
+from functools import cache
+
+import httpx
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+from askgate.db import Database
+from askgate.users.models import Role, User
+
+PASSWORD = "correct horse battery staple"
+_counter = itertools.count(1)
+
+
+@cache
+def _password_hash() -> str:
+    # Hashed once per run: Argon2 on every factory user would slow the suite.
+    return PasswordHash((Argon2Hasher(),)).hash(PASSWORD)
+
+
+@dataclass
+class Account:
+    id: int
+    username: str
+    password: str
+    role: Role
+
+
+async def create_user(
+    db: Database,
+    *,
+    username: str | None = None,
+    role: Role = Role.USER,
+    is_active: bool = True,
+) -> Account:
+    name = username or f"user{next(_counter)}"
+    async with db.write() as session:
+        user = User(
+            username=name,
+            password_hash=_password_hash(),
+            role=role,
+            is_active=is_active,
+        )
+        session.add(user)
+        await session.flush()
+        user_id = user.id
+    return Account(id=user_id, username=name, password=PASSWORD, role=role)
+
+
+async def login(client: httpx.AsyncClient, account: Account) -> dict[str, str]:
+    """Logs in over HTTP; returns the token response body."""
+    response = await client.post(
+        "/auth/token",
+        data={"username": account.username, "password": account.password},
+    )
+    assert response.status_code == 200, response.text
+    tokens: dict[str, str] = response.json()
+    return tokens
+
+
+async def auth_headers(client: httpx.AsyncClient, account: Account) -> dict[str, str]:
+    tokens = await login(client, account)
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
