@@ -24,6 +24,11 @@ from askgate.users.router import router as users_router
 
 logger = logging.getLogger("askgate.app")
 
+# aiosqlite's DEBUG records carry every SQL parameter, password hashes included;
+# quiet it unless explicitly configured, as SQLAlchemy does for its own loggers.
+if logging.getLogger("aiosqlite").level == logging.NOTSET:
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+
 DESCRIPTION = """
 A self-hosted, multi-user, ChatGPT-style API in front of any OpenAI-compatible LLM.
 

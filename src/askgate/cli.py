@@ -6,6 +6,7 @@ import getpass
 import logging
 import logging.config
 import os
+import signal
 import sys
 
 from pydantic import ValidationError
@@ -32,22 +33,34 @@ class CommandError(Exception):
     """A failure to report in one line, without a traceback."""
 
 
+class _Terminated(Exception):
+    """SIGTERM arrived: unwind so that the model server is stopped cleanly."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def _describe(error: ValidationError, prefix: str) -> str:
     lines = []
     for item in error.errors(include_input=False, include_url=False):
-        location = "_".join(str(part) for part in item["loc"]).upper()
+        location = "_".join(str(part) for part in item["loc"])
+        location = location.upper() if prefix else location
         name = f"{prefix}{location}" if location else "settings"
         lines.append(f"invalid {name}: {item['msg']}")
     return "\n".join(lines)
 
 
 def load_settings() -> Settings:
+    """Settings, with logging configured and the signing key loaded."""
     try:
         settings = Settings()
-        ensure_secret_key(settings)
     except ValidationError as exc:
         raise CommandError(_describe(exc, "ASKGATE_")) from None
-    except ValueError as exc:
+    logging.config.dictConfig(logging_config(settings.log_level))
+    try:
+        ensure_secret_key(settings)
+    except (ValueError, OSError) as exc:
         raise CommandError(str(exc)) from None
     return settings
 
@@ -56,7 +69,6 @@ def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     settings = load_settings()
-    logging.config.dictConfig(logging_config(settings.log_level))
     migrate.upgrade(settings.sqlalchemy_url)
     local: LocalModelServer | None = None
     if settings.llm_base_url is None:
@@ -75,6 +87,9 @@ def _serve(args: argparse.Namespace) -> None:
         os.environ.setdefault("ASKGATE_LLM_MODEL", MODEL_ALIAS)
     url = f"http://{args.host}:{args.port}"
     logger.info("Serving askgate on %s; API docs at %s/docs", url, url)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; with a
+    # Python handler in place that becomes an exception, so `finally` still runs.
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         uvicorn.run(
             "askgate.app:create_app",
@@ -86,6 +101,8 @@ def _serve(args: argparse.Namespace) -> None:
             server_header=False,
             log_config=logging_config(settings.log_level),
         )
+    except _Terminated:
+        logger.info("Stopped on SIGTERM")
     finally:
         if local is not None:
             local.stop()
@@ -186,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"askgate: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

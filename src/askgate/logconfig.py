@@ -29,6 +29,7 @@ def logging_config(level: str) -> dict[str, Any]:
         "loggers": {
             **LOGGING_CONFIG["loggers"],
             "askgate": {"handlers": ["askgate"], "level": level, "propagate": False},
+            "alembic": {"handlers": ["askgate"], "level": "INFO", "propagate": False},
         },
     }
     return config

@@ -19,13 +19,15 @@ class Runtime:
     llm: LLMClient | None  # None: no upstream configured
 
 
-def get_runtime(request: Request) -> Runtime:
+# async on purpose: FastAPI runs plain `def` dependencies in a worker thread.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_settings(request: Request) -> Settings:
-    return get_runtime(request).settings
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.runtime.settings
+    return settings
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -1,7 +1,5 @@
 """Pieces shared by every feature's API schemas."""
 
-from typing import Annotated
-
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 
@@ -17,7 +15,8 @@ def _reject_unstorable(value: str) -> str:
     return value
 
 
-SafeStr = Annotated[str, AfterValidator(_reject_unstorable)]
+# Goes after any length constraints: `Annotated[str, StringConstraints(...), Storable]`.
+Storable = AfterValidator(_reject_unstorable)
 
 
 class Schema(BaseModel):

@@ -7,7 +7,7 @@ from askgate.auth.schemas import RefreshRequest, TokenPair
 from askgate.db import SessionDep
 from askgate.errors import error_responses
 from askgate.runtime import SettingsDep
-from askgate.schemas import SafeStr
+from askgate.schemas import Storable
 from askgate.users.schemas import PASSWORD_MAX, UserCreate, UserRead
 from askgate.users.service import create_user
 
@@ -49,8 +49,8 @@ async def register(data: UserCreate, session: SessionDep) -> UserRead:
     responses=error_responses(401),
 )
 async def token(
-    username: Annotated[SafeStr, Form(min_length=1, max_length=128)],
-    password: Annotated[SafeStr, Form(min_length=1, max_length=PASSWORD_MAX)],
+    username: Annotated[str, Form(min_length=1, max_length=128), Storable],
+    password: Annotated[str, Form(min_length=1, max_length=PASSWORD_MAX), Storable],
     session: SessionDep,
     settings: SettingsDep,
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,

@@ -1,8 +1,8 @@
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
-from askgate.schemas import InputSchema, SafeStr, Schema
+from askgate.schemas import InputSchema, Schema, Storable
 
 
 class TokenPair(Schema):
@@ -26,7 +26,9 @@ class TokenPair(Schema):
 
 
 class RefreshRequest(InputSchema):
-    refresh_token: Annotated[SafeStr, Field(min_length=1, max_length=512)]
+    refresh_token: Annotated[
+        str, StringConstraints(min_length=1, max_length=512), Storable
+    ]
 
     model_config = {
         "json_schema_extra": {"examples": [{"refresh_token": "Vd2V5k3Yq4m7..."}]}

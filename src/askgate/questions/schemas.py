@@ -4,7 +4,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from askgate.questions.models import Question, QuestionStatus
-from askgate.schemas import InputSchema, SafeStr, Schema
+from askgate.schemas import InputSchema, Schema, Storable
 
 CONTENT_MAX = 8000
 MAX_TOKENS_LIMIT = 16384
@@ -12,8 +12,9 @@ MAX_TOKENS_LIMIT = 16384
 
 class QuestionCreate(InputSchema):
     content: Annotated[
-        SafeStr,
+        str,
         StringConstraints(strip_whitespace=True, min_length=1, max_length=CONTENT_MAX),
+        Storable,
         Field(description="The question: 1–8000 characters after trimming"),
     ]
     max_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS_LIMIT)] | None = Field(

@@ -3,7 +3,7 @@ from typing import Annotated
 
 from pydantic import EmailStr, Field, StringConstraints
 
-from askgate.schemas import InputSchema, SafeStr, Schema
+from askgate.schemas import InputSchema, Schema, Storable
 from askgate.users.models import Role
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
@@ -15,8 +15,9 @@ Username = Annotated[
     Field(description="3–32 characters from `A-Z a-z 0-9 _ . -`, unique ignoring case"),
 ]
 Password = Annotated[
-    SafeStr,
+    str,
     StringConstraints(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX),
+    Storable,
     Field(description="8–128 characters"),
 ]
 
@@ -71,7 +72,9 @@ class UserUpdateMe(InputSchema):
     username: Username | None = None
     email: EmailStr | None = None
     password: Password | None = None
-    current_password: Annotated[SafeStr, Field(max_length=PASSWORD_MAX)] | None = None
+    current_password: (
+        Annotated[str, StringConstraints(max_length=PASSWORD_MAX), Storable] | None
+    ) = None
 
     model_config = {
         "json_schema_extra": {
