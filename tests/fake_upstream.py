@@ -1,8 +1,8 @@
 """A real OpenAI-compatible HTTP server for tests, built on aiohttp.web.
 
 It answers, streams, fails (500, 429, garbage JSON, wrong content type, no
-choices), hangs, or cuts a stream, as `mode` says; it records every request and
-notices when a client drops a stream.
+choices, text that cannot be stored), hangs, cuts a stream or stalls one, as
+`mode` says; it records every request and notices when a client drops a stream.
 """
 
 import asyncio
@@ -22,11 +22,22 @@ MODES = {
     "hang",
     "cut_stream",
     "slow_stream",
+    "stall_stream",
+    "unstorable_text",
 }
 
 
 def answer_for(content: str) -> str:
     return f"You asked: {content}"
+
+
+# Valid JSON ("\\ud800", "\\u0000"), but UTF-8 cannot encode a lone surrogate
+# and PostgreSQL text cannot hold NUL.
+UNSTORABLE_ANSWER = "lone \ud800 and nul \x00 here"
+
+
+def _answer(content: str, mode: str) -> str:
+    return UNSTORABLE_ANSWER if mode == "unstorable_text" else answer_for(content)
 
 
 class FakeUpstream:
@@ -36,6 +47,9 @@ class FakeUpstream:
         self.headers: list[dict[str, str]] = []
         self.stream_closed_by_client = asyncio.Event()
         self.slow_stream_interval = 0.1
+        # Set on stop: hanging handlers return, so cleanup does not wait for them
+        # (aiohttp would give them its 60 s shutdown timeout).
+        self._released = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -56,6 +70,7 @@ class FakeUpstream:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
     async def stop(self) -> None:
+        self._released.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -79,10 +94,10 @@ class FakeUpstream:
         if mode == "no_choices":
             return web.json_response({"id": "x", "object": "chat.completion"})
         if mode == "hang":
-            await asyncio.sleep(3600)
+            await self._released.wait()
         if body.get("stream"):
             return await self._stream(request, content, mode)
-        text = answer_for(content)
+        text = _answer(content, mode)
         return web.json_response(
             {
                 "id": "chatcmpl-1",
@@ -108,7 +123,7 @@ class FakeUpstream:
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        words = answer_for(content).split(" ")
+        words = _answer(content, mode).split(" ")
         pieces = [word if i == 0 else f" {word}" for i, word in enumerate(words)]
 
         async def send(data: dict[str, Any] | str) -> None:
@@ -130,6 +145,11 @@ class FakeUpstream:
                     await send(chunk(piece))
                 assert request.transport is not None
                 request.transport.close()
+                return response
+            if mode == "stall_stream":
+                for piece in pieces[:2]:
+                    await send(chunk(piece))
+                await self._released.wait()
                 return response
             if mode == "slow_stream":
                 for i in range(10_000):

@@ -13,7 +13,7 @@ from askgate import __version__
 from askgate.auth.router import router as auth_router
 from askgate.config import Settings, ensure_secret_key
 from askgate.db import Database, create_engine
-from askgate.errors import install_error_handlers
+from askgate.errors import Conflict, install_error_handlers
 from askgate.health import router as health_router
 from askgate.llm.client import LLMClient
 from askgate.middleware import RequestContextMiddleware
@@ -58,12 +58,20 @@ def _llm_client(settings: Settings, http: aiohttp.ClientSession) -> LLMClient | 
 async def _ensure_first_admin(settings: Settings, db: Database) -> None:
     if settings.admin_username is None or settings.admin_password is None:
         return
-    async with db.write() as session:
-        admin = await users_service.ensure_admin(
-            session=session,
-            username=settings.admin_username,
-            password=settings.admin_password.get_secret_value(),
+    try:
+        async with db.write() as session:
+            admin = await users_service.ensure_admin(
+                session=session,
+                username=settings.admin_username,
+                password=settings.admin_password.get_secret_value(),
+            )
+    except Conflict:
+        # Another worker created it a moment ago, or a user holds that name.
+        logger.warning(
+            "ASKGATE_ADMIN_USERNAME %r is taken; no admin created from the environment",
+            settings.admin_username,
         )
+        return
     if admin is not None:
         logger.info("Created the first admin %r from ASKGATE_ADMIN_*", admin.username)
 

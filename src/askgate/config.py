@@ -45,7 +45,6 @@ class Settings(BaseSettings):
     llm_connect_timeout: PositiveFloat = 5.0
     llm_read_timeout: PositiveFloat = 60.0
     llm_default_max_tokens: int = Field(default=256, ge=1, le=32768)
-    llm_max_tokens_limit: int = Field(default=4096, ge=1, le=131072)
     llm_system_prompt: str = ""
 
     local_model_path: Path | None = None

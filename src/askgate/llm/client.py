@@ -6,6 +6,7 @@ timeout, which would cut long streams.
 """
 
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,10 @@ import aiohttp
 
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 MAX_STREAM_LINE_BYTES = 256 * 1024
+MAX_MODEL_NAME = 200  # the width of questions.model
+# JSON can escape a lone surrogate ("\ud800"), which UTF-8 cannot encode, and NUL,
+# which PostgreSQL text cannot hold: either would fail the answer's storage.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class UpstreamError(Exception):
@@ -164,7 +169,8 @@ def _translate(exc: BaseException, read_timeout: float) -> UpstreamError:
         return UpstreamTimeout("Timed out connecting to the LLM upstream")
     if isinstance(exc, TimeoutError):
         return UpstreamTimeout(
-            f"The LLM upstream sent nothing for {read_timeout:g} seconds"
+            "Timed out waiting for the LLM upstream "
+            f"(nothing received for {read_timeout:g}s)"
         )
     if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamError("Could not connect to the LLM upstream")
@@ -232,8 +238,8 @@ def _parse_completion(body: bytes, *, default_model: str) -> Completion:
         raise _invalid("no message content")
     model = data.get("model")
     return Completion(
-        text=text,
-        model=model if isinstance(model, str) and model else default_model,
+        text=_storable(text),
+        model=_model_name(model, default_model),
         usage=_usage(data.get("usage")),
     )
 
@@ -260,8 +266,7 @@ async def _parse_events(
                 yield StreamEnd(model=model, usage=_settled(usage, deltas))
                 return
             event = _parse_event(data)
-            if isinstance(event.get("model"), str) and event["model"]:
-                model = event["model"]
+            model = _model_name(event.get("model"), model)
             if event.get("usage"):
                 usage = _usage(event["usage"])
             for choice in event.get("choices") or []:
@@ -271,7 +276,7 @@ async def _parse_events(
                 text = delta.get("content") if isinstance(delta, dict) else None
                 if isinstance(text, str) and text:
                     deltas += 1
-                    yield Delta(text)
+                    yield Delta(_storable(text))
                 if choice.get("finish_reason"):
                     finished = True
     if not finished:
@@ -289,6 +294,16 @@ def _parse_event(data: bytes) -> dict[str, Any]:
     if "error" in event:
         raise UpstreamError("The LLM upstream reported an error mid-stream")
     return event
+
+
+def _storable(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def _model_name(value: Any, default: str) -> str:
+    if not isinstance(value, str) or not value:
+        return default
+    return _storable(value)[:MAX_MODEL_NAME]
 
 
 def _settled(usage: Usage, deltas: int) -> Usage:

