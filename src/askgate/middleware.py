@@ -7,6 +7,7 @@ import time
 import uuid
 
 from starlette.datastructures import MutableHeaders
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("askgate.access")
@@ -37,10 +38,12 @@ class RequestContextMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         status = 500
+        started_response = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
+                started_response = True
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers[REQUEST_ID_HEADER] = request_id
@@ -50,6 +53,14 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # Starlette's ServerErrorMiddleware, outside this one, would answer the
+            # 500 without the request id; answer here, and re-raise so that it still
+            # logs the error (it sends nothing once a response has started).
+            if not started_response:
+                error = JSONResponse({"detail": "Internal server error"}, 500)
+                await error(scope, receive, send_with_headers)
+            raise
         finally:
             logger.info(
                 "%s %s %s %.1fms request_id=%s user_id=%s",

@@ -5,6 +5,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 from askgate.auth.deps import AdminUser, CurrentUser
 from askgate.db import SessionDep
 from askgate.errors import Conflict, error_responses
+from askgate.schemas import Storable
 from askgate.users import service
 from askgate.users.schemas import (
     AdminUserCreate,
@@ -74,7 +75,8 @@ async def list_users(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
-    q: Annotated[str | None, Query(max_length=32, pattern=r"^[A-Za-z0-9_.-]*$")] = None,
+    # No character pattern: `%`, `_` and `\` are searched for literally.
+    q: Annotated[str | None, Query(max_length=32), Storable] = None,
 ) -> list[UserRead]:
     users, total = await service.list_users(
         session=session, q=q, limit=limit, offset=offset

@@ -1,0 +1,248 @@
+"""Who may call what: every route × {anonymous, user, another user, admin}.
+
+Question routes work on a question owned by "user"; user routes with an id work on
+a separate target account. A new route without a row here fails
+`test_the_matrix_covers_every_documented_route`.
+"""
+
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from askgate.db import Database
+from askgate.users.models import Role
+from tests.factories import Account, auth_headers, create_user, login
+
+ACTORS = ("anonymous", "user", "other", "admin")
+_names = itertools.count(1)
+
+
+@dataclass
+class World:
+    client: httpx.AsyncClient
+    accounts: dict[str, Account]  # by actor; "target" is the subject of /users/{id}
+    headers: dict[str, dict[str, str]]  # by actor; anonymous sends none
+    question_id: int
+
+    def credentials(self, actor: str) -> Account:
+        """Whose credentials an auth route sends: the actor's own, or, for an
+        anonymous caller, those of "user" (logging in needs no token)."""
+        return self.accounts["user" if actor == "anonymous" else actor]
+
+
+@dataclass
+class Call:
+    path: str
+    json: Any = None
+    data: dict[str, str] | None = None
+
+
+CallBuilder = Callable[[World, str], Awaitable[Call]]
+
+
+async def _register(world: World, actor: str) -> Call:
+    name = f"newcomer{next(_names)}"
+    return Call("/auth/register", json={"username": name, "password": "p" * 12})
+
+
+async def _token(world: World, actor: str) -> Call:
+    account = world.credentials(actor)
+    return Call(
+        "/auth/token", data={"username": account.username, "password": account.password}
+    )
+
+
+async def _refresh(world: World, actor: str) -> Call:
+    tokens = await login(world.client, world.credentials(actor))
+    return Call("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+
+
+async def _logout(world: World, actor: str) -> Call:
+    tokens = await login(world.client, world.credentials(actor))
+    return Call("/auth/logout", json={"refresh_token": tokens["refresh_token"]})
+
+
+async def _me(world: World, actor: str) -> Call:
+    return Call("/users/me")
+
+
+async def _update_me(world: World, actor: str) -> Call:
+    return Call("/users/me", json={"email": f"{actor}@example.com"})
+
+
+async def _users(world: World, actor: str) -> Call:
+    return Call("/users")
+
+
+async def _create_user(world: World, actor: str) -> Call:
+    name = f"created{next(_names)}"
+    return Call("/users", json={"username": name, "password": "p" * 12})
+
+
+async def _target_user(world: World, actor: str) -> Call:
+    return Call(f"/users/{world.accounts['target'].id}")
+
+
+async def _update_target_user(world: World, actor: str) -> Call:
+    return Call(f"/users/{world.accounts['target'].id}", json={"role": "admin"})
+
+
+async def _ask(world: World, actor: str) -> Call:
+    return Call("/questions", json={"content": "Who may ask?"})
+
+
+async def _my_questions(world: World, actor: str) -> Call:
+    return Call("/questions/me")
+
+
+async def _questions(world: World, actor: str) -> Call:
+    return Call("/questions")
+
+
+async def _question(world: World, actor: str) -> Call:
+    return Call(f"/questions/{world.question_id}")
+
+
+async def _health(world: World, actor: str) -> Call:
+    return Call("/health")
+
+
+def _same(status: int) -> dict[str, int]:
+    return dict.fromkeys(ACTORS, status)
+
+
+def _authenticated(status: int) -> dict[str, int]:
+    return {"anonymous": 401, "user": status, "other": status, "admin": status}
+
+
+def _admin_only(status: int) -> dict[str, int]:
+    return {"anonymous": 401, "user": 403, "other": 403, "admin": status}
+
+
+def _owner_or_admin(status: int) -> dict[str, int]:
+    return {"anonymous": 401, "user": status, "other": 404, "admin": status}
+
+
+# (method, route path as declared, request builder, expected status by actor)
+MATRIX: list[tuple[str, str, CallBuilder, dict[str, int]]] = [
+    ("POST", "/auth/register", _register, _same(201)),
+    ("POST", "/auth/token", _token, _same(200)),
+    ("POST", "/auth/refresh", _refresh, _same(200)),
+    ("POST", "/auth/logout", _logout, _same(204)),
+    ("GET", "/users/me", _me, _authenticated(200)),
+    ("PATCH", "/users/me", _update_me, _authenticated(200)),
+    ("DELETE", "/users/me", _me, _authenticated(204)),
+    ("GET", "/users", _users, _admin_only(200)),
+    ("POST", "/users", _create_user, _admin_only(201)),
+    ("GET", "/users/{user_id}", _target_user, _admin_only(200)),
+    ("PATCH", "/users/{user_id}", _update_target_user, _admin_only(200)),
+    ("DELETE", "/users/{user_id}", _target_user, _admin_only(204)),
+    ("POST", "/questions", _ask, _authenticated(201)),
+    ("GET", "/questions/me", _my_questions, _authenticated(200)),
+    ("GET", "/questions", _questions, _admin_only(200)),
+    ("GET", "/questions/{question_id}", _question, _owner_or_admin(200)),
+    ("DELETE", "/questions/{question_id}", _question, _owner_or_admin(204)),
+    ("GET", "/health", _health, _same(200)),
+]
+
+CASES = [
+    pytest.param(method, builder, actor, expected[actor], id=f"{method} {path} {actor}")
+    for method, path, builder, expected in MATRIX
+    for actor in ACTORS
+]
+
+
+@pytest.fixture
+async def world(
+    client: httpx.AsyncClient,
+    db: Database,
+    user: Account,
+    admin: Account,
+    user_headers: dict[str, str],
+    admin_headers: dict[str, str],
+) -> World:
+    other = await create_user(db)
+    target = await create_user(db)
+    asked = await client.post(
+        "/questions", json={"content": "Whose is this?"}, headers=user_headers
+    )
+    assert asked.status_code == 201, asked.text
+    return World(
+        client=client,
+        accounts={"user": user, "other": other, "admin": admin, "target": target},
+        headers={
+            "anonymous": {},
+            "user": user_headers,
+            "other": await auth_headers(client, other),
+            "admin": admin_headers,
+        },
+        question_id=asked.json()["id"],
+    )
+
+
+@pytest.mark.parametrize(("method", "builder", "actor", "expected"), CASES)
+async def test_status_by_route_and_caller(
+    world: World, method: str, builder: CallBuilder, actor: str, expected: int
+) -> None:
+    call = await builder(world, actor)
+
+    response = await world.client.request(
+        method,
+        call.path,
+        json=call.json,
+        data=call.data,
+        headers=world.headers[actor],
+    )
+
+    assert response.status_code == expected, response.text
+    if expected == 401:
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_the_matrix_is_complete_for_every_caller() -> None:
+    for method, path, _builder, expected in MATRIX:
+        assert set(expected) == set(ACTORS), f"{method} {path}"
+    keys = [(method, path) for method, path, _builder, _expected in MATRIX]
+    assert len(keys) == len(set(keys)), "a route has two rows"
+
+
+def test_the_matrix_covers_every_documented_route(app: FastAPI) -> None:
+    documented = {
+        (method.upper(), path)
+        for path, item in app.openapi()["paths"].items()
+        for method in item
+    }
+    # iter_route_contexts: app.routes holds included routers, not their routes.
+    routed = {
+        (method, route.path)
+        for route in iter_route_contexts(app.routes)
+        if isinstance(route.original_route, APIRoute) and route.include_in_schema
+        for method in route.methods or ()
+    }
+    in_matrix = {(method, path) for method, path, _builder, _expected in MATRIX}
+
+    assert routed == documented
+    assert in_matrix == documented
+
+
+@pytest.mark.parametrize("role", [Role.USER, Role.ADMIN])
+async def test_a_stale_token_of_a_deleted_account_is_refused(
+    client: httpx.AsyncClient,
+    db: Database,
+    admin_headers: dict[str, str],
+    role: Role,
+) -> None:
+    victim = await create_user(db, role=role)
+    headers = await auth_headers(client, victim)
+    deleted = await client.delete(f"/users/{victim.id}", headers=admin_headers)
+    assert deleted.status_code == 204
+
+    for path in ("/users/me", "/questions/me", "/users"):
+        response = await client.get(path, headers=headers)
+        assert response.status_code == 401, path
