@@ -252,7 +252,7 @@ async def test_client_disconnect_cancels_the_upstream_and_stores_the_partial(
     # Leaving the blocks closed the response without reading it: the connection
     # is dropped, as when a browser tab is closed.
 
-    await asyncio.wait_for(fake_upstream.stream_closed_by_client.wait(), timeout=2)
+    await asyncio.wait_for(fake_upstream.stream_closed_by_client.wait(), timeout=5)
     question = await asyncio.wait_for(_stored_question(client, user_headers), timeout=5)
     assert question["status"] == "cancelled"
     assert question["error"] == "The client disconnected before the answer was complete"

@@ -17,6 +17,7 @@ ISSUER = "askgate"
 AUDIENCE = "askgate"
 ACCESS_TOKEN_TYPE = "access"
 LEEWAY_SECONDS = 30
+MAX_USER_ID = 2**63 - 1  # a signed 64-bit id column
 REQUIRED_CLAIMS = ["sub", "type", "iss", "aud", "iat", "exp", "jti", "sid"]
 
 _password_hash = PasswordHash((Argon2Hasher(),))
@@ -98,8 +99,13 @@ def decode_access_token(token: str, *, key: str) -> AccessClaims:
     if claims["type"] != ACCESS_TOKEN_TYPE:
         raise InvalidToken("not an access token")
     subject, session_id = claims["sub"], claims["sid"]
-    if not (isinstance(subject, str) and subject.isdecimal()):
+    # ASCII digits only (str.isdecimal also accepts "１"), and within the id column's
+    # range: a larger integer makes the database driver raise, which would be a 500.
+    if not (isinstance(subject, str) and subject.isascii() and subject.isdecimal()):
+        raise InvalidToken("malformed subject")
+    user_id = int(subject)
+    if not 1 <= user_id <= MAX_USER_ID:
         raise InvalidToken("malformed subject")
     if not isinstance(session_id, str):
         raise InvalidToken("malformed session id")
-    return AccessClaims(user_id=int(subject), session_id=session_id)
+    return AccessClaims(user_id=user_id, session_id=session_id)
