@@ -19,7 +19,7 @@ until curl -sf "$B/health" >/dev/null; do sleep 0.5; done
 show() {  # show 'title' <<'CMD' ... CMD: prints the command as written, then runs it
   local args
   args=$(cat)
-  echo "#### $1"
+  echo "### $1"
   echo '```console'
   echo "\$ curl $args" | sed "s#\$B\\b#http://127.0.0.1:8000#g"
   eval "curl -sS $args" | sed -E 's/(eyJ[A-Za-z0-9_-]{8})[A-Za-z0-9._-]+/\1…/g'

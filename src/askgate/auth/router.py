@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Form, status
+from fastapi import APIRouter, Form, Response, status
 
 from askgate.auth import service
 from askgate.auth.schemas import RefreshRequest, TokenPair
@@ -83,6 +83,7 @@ async def refresh(
 @router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
     summary="Log out",
     description=(
         "Revokes the login the refresh token belongs to: its refresh tokens and the "

@@ -146,6 +146,7 @@ async def read_question(question: OwnedQuestion) -> QuestionRead:
 @router.delete(
     "/{question_id}",
     status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
     summary="Delete a question",
     description="For its owner or an admin; anyone else gets 404.",
     responses=error_responses(401, 404),

@@ -51,6 +51,7 @@ async def update_me(
 @router.delete(
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
     summary="Delete my account",
     description="Deletes the account with all its questions and tokens.",
     responses=error_responses(401),
@@ -142,6 +143,7 @@ async def update_user(
 @router.delete(
     "/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
     summary="Delete a user (admin)",
     description=(
         "Deletes the user with their questions and tokens. Admins delete their own "
