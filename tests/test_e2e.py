@@ -82,7 +82,8 @@ class Server:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
+    workers = str(getattr(request, "param", 1))
     _bundled_model_or_skip()
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASKGATE_")}
@@ -90,7 +91,16 @@ def server(tmp_path: Path) -> Iterator[Server]:
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "askgate.cli", "serve", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "askgate.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                workers,
+            ],
             cwd=tmp_path,
             env=env,
             stdout=out,
@@ -114,6 +124,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         process.wait()
 
 
+@pytest.mark.parametrize("server", [2], indirect=True)  # two workers, one model
 def test_serve_answers_with_the_bundled_model(server: Server) -> None:
     with httpx.Client(base_url=server.base_url, timeout=120) as client:
         registered = client.post(
@@ -148,7 +159,7 @@ def test_serve_answers_with_the_bundled_model(server: Server) -> None:
         assert history.json()[0]["answer"] == question["answer"]
 
     model_servers = _children(server.process.pid, "llama_cpp.server")
-    assert len(model_servers) == 1  # one model server per `serve`
+    assert len(model_servers) == 1  # one model server per `serve`, not per worker
 
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=60) == 0, server.log.read_text()
