@@ -7,8 +7,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 logger = logging.getLogger("askgate.config")
 
@@ -23,6 +29,21 @@ def check_key_length(key: str) -> None:
             f"must be at least {MIN_SECRET_KEY_BYTES} bytes; generate one with: "
             "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
         )
+
+
+class UpstreamConfig(BaseModel):
+    """One fallback upstream: ASKGATE_LLM_FALLBACK_URLS is a JSON list of these."""
+
+    base_url: str
+    model: str
+    api_key: SecretStr | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -57,6 +78,37 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = None
 
     log_level: str = "INFO"
+
+    # Abuse limits (issue 3). Counters live in process, or in Redis when set.
+    redis_url: str | None = None
+    trusted_proxies: Annotated[list[str], NoDecode] = []
+    login_failures_per_account: int = Field(default=5, ge=1)
+    login_failures_per_ip: int = Field(default=30, ge=1)
+    login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
+    questions_per_minute: int = Field(default=30, ge=1)
+    registrations_per_hour: int = Field(default=10, ge=1)
+    daily_token_quota: int = Field(default=0, ge=0)  # 0: unlimited
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    cors_origins: Annotated[list[str], NoDecode] = []
+
+    # Upstream resilience (issue 3).
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_retry_after_cap: PositiveFloat = 10.0
+    llm_max_concurrency: int = Field(default=16, ge=1)
+    llm_queue_timeout: PositiveFloat = 30.0
+    llm_breaker_failures: int = Field(default=5, ge=1)
+    llm_breaker_cooldown: PositiveFloat = 30.0
+    # JSON: [{"base_url": ..., "model": ..., "api_key": ...}, ...], tried in order.
+    llm_fallback_urls: list[UpstreamConfig] = []
+    llm_max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+    @field_validator("trusted_proxies", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # "a, b" in the environment; a list when built in code.
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @field_validator("llm_base_url")
     @classmethod
