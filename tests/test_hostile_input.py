@@ -1,11 +1,15 @@
 """Input built to break the parser, the validator or the error handler: every
-answer is a 4xx with a `detail`, never a 500, and never echoes a secret."""
+answer is a 4xx with a `detail`, never a 500, and never echoes a secret; bodies
+over ASKGATE_MAX_BODY_BYTES get a 413 without being read whole."""
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
+from askgate.app import create_app
+from askgate.config import Settings
 from tests.fake_upstream import FakeUpstream
 
 SECRET = "Sup3r-S3cret-Passw0rd"
@@ -546,3 +550,127 @@ async def test_login_form_as_multipart_with_binary_password(
 
     assert_error(response)
     assert response.status_code in (401, 422)
+
+
+# --- oversized bodies ---------------------------------------------------------------
+
+LIMIT = 64 * 1024  # ASKGATE_MAX_BODY_BYTES' default
+CHUNK = 16 * 1024
+
+
+class Chunks:
+    """A chunked request body (no Content-Length) that counts what was pulled."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.pulled = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self.pulled < self.total:
+            self.pulled += CHUNK
+            yield b" " * CHUNK
+
+
+def assert_too_large(response: httpx.Response) -> None:
+    detail = assert_error(response, 413)
+    assert str(LIMIT) in detail
+    assert response.headers["content-type"] == "application/json"
+    assert "x-request-id" in response.headers
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/auth/register", JSON),
+        ("/questions", JSON),
+        ("/auth/token", FORM),
+        ("/nowhere", JSON),
+    ],
+)
+async def test_declared_oversized_body_is_refused(
+    client: httpx.AsyncClient,
+    user_headers: dict[str, str],
+    fake_upstream: FakeUpstream,
+    path: str,
+    content_type: dict[str, str],
+) -> None:
+    response = await client.post(
+        path, content=b" " * (LIMIT + 1), headers={**user_headers, **content_type}
+    )
+
+    assert_too_large(response)
+    assert fake_upstream.requests == []
+
+
+async def test_chunked_oversized_body_is_cut_off_early(
+    client: httpx.AsyncClient, user_headers: dict[str, str], fake_upstream: FakeUpstream
+) -> None:
+    body = Chunks(total=64 * 1024 * 1024)
+
+    response = await client.post(
+        "/questions", content=body, headers={**user_headers, **JSON}
+    )
+
+    assert_too_large(response)
+    assert body.pulled <= LIMIT + 2 * CHUNK  # stopped at the limit, not at 64 MiB
+    assert fake_upstream.requests == []
+
+
+async def test_chunked_body_to_a_route_that_ignores_it(
+    client: httpx.AsyncClient, user_headers: dict[str, str]
+) -> None:
+    response = await client.request(
+        "GET", "/users/me", content=Chunks(total=LIMIT * 4), headers=user_headers
+    )
+
+    assert response.status_code == 200
+
+
+async def test_chunked_body_within_the_limit_is_read_whole(
+    client: httpx.AsyncClient,
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"username": "chunky", '
+        yield b'"password": "a long enough pass"'
+        yield b" " * (LIMIT - 100) + b"}"
+
+    response = await client.post("/auth/register", content=chunks(), headers=JSON)
+
+    assert response.status_code == 201, response.text
+
+
+async def test_a_body_at_the_limit_is_accepted(client: httpx.AsyncClient) -> None:
+    head = b'{"username": "exact", "password": "a long enough pass"'
+    body = head + b" " * (LIMIT - len(head) - 1) + b"}"
+    assert len(body) == LIMIT
+
+    response = await client.post("/auth/register", content=body, headers=JSON)
+
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "1e9", ""])
+async def test_malformed_content_length_does_not_bypass_the_limit(
+    client: httpx.AsyncClient, value: str
+) -> None:
+    # A lying Content-Length: bytes are counted whatever it says.
+    response = await client.post(
+        "/auth/register",
+        content=Chunks(total=LIMIT * 2),
+        headers={**JSON, "Content-Length": value},
+    )
+
+    assert_too_large(response)
+
+
+async def test_the_limit_follows_the_setting(settings: Settings) -> None:
+    settings.max_body_bytes = 2048
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            response = await c.post("/auth/register", content=b" " * 2049, headers=JSON)
+
+    assert assert_error(response, 413) == (
+        "Request body too large: the limit is 2048 bytes"
+    )

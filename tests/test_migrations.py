@@ -6,7 +6,7 @@ from alembic import command
 
 from askgate import migrate
 
-TABLES = {"users", "auth_sessions", "refresh_tokens", "questions"}
+TABLES = {"users", "auth_sessions", "refresh_tokens", "questions", "token_usage"}
 
 
 def _tables(path: Path) -> set[str]:
@@ -40,3 +40,32 @@ def test_models_match_the_migrations(tmp_path: Path) -> None:
         warnings.filterwarnings("ignore", "autogenerate skipping", UserWarning)
         warnings.filterwarnings("ignore", "Skipped unsupported reflection")
         command.check(migrate.alembic_config(url))  # raises on any difference
+
+
+def _schema_sql(path: Path) -> dict[str, str]:
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute(
+            "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL"
+        ).fetchall()
+    return dict(rows)
+
+
+def test_token_quota_downgrade_leaves_users_as_the_initial_schema(
+    tmp_path: Path,
+) -> None:
+    initial, quota = tmp_path / "initial.db", tmp_path / "quota.db"
+    migrate.upgrade(f"sqlite+aiosqlite:///{initial}", "20261125_initial")
+    url = f"sqlite+aiosqlite:///{quota}"
+    migrate.upgrade(url, "20261125_token_quota")
+    assert "daily_token_quota" in _schema_sql(quota)["users"]
+
+    migrate.downgrade(url, "20261125_initial")
+
+    # Same table, same expression indexes, AUTOINCREMENT kept: not rebuilt.
+    after = _schema_sql(quota)
+    assert "token_usage" not in after
+    assert "daily_token_quota" not in after["users"]
+    assert "AUTOINCREMENT" in after["users"]
+    expected = _schema_sql(initial)
+    for index in ("uq_users_username_lower", "uq_users_email_lower"):
+        assert after[index] == expected[index]

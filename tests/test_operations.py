@@ -27,7 +27,13 @@ async def test_health_is_ok_while_the_upstream_answers(
     response = await client.get("/health")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "llm": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "llm": "ok",
+        "circuit": "closed",
+        "upstreams": [{"model": "fake-model", "circuit": "closed", "in_flight": 0}],
+    }
 
 
 async def test_health_is_degraded_when_the_upstream_is_down(
@@ -42,6 +48,8 @@ async def test_health_is_degraded_when_the_upstream_is_down(
         "status": "degraded",
         "database": "ok",
         "llm": "unreachable",
+        "circuit": "closed",
+        "upstreams": [{"model": "fake-model", "circuit": "closed", "in_flight": 0}],
     }
 
 

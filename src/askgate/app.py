@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from askgate import __version__
@@ -15,10 +16,17 @@ from askgate.config import Settings, ensure_secret_key
 from askgate.db import Database, create_engine
 from askgate.errors import Conflict, install_error_handlers
 from askgate.health import router as health_router
-from askgate.llm.client import LLMClient
-from askgate.middleware import RequestContextMiddleware
+from askgate.llm.resilience import ResilientClient, build_client
+from askgate.middleware import (
+    EXPOSED_HEADERS,
+    REQUEST_ID_HEADER,
+    BodyLimitMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
 from askgate.questions.router import router as questions_router
 from askgate.runtime import Runtime
+from askgate.throttle import Throttle
 from askgate.users import service as users_service
 from askgate.users.router import router as users_router
 
@@ -38,21 +46,13 @@ A self-hosted, multi-user, ChatGPT-style API in front of any OpenAI-compatible L
 """
 
 
-def _llm_client(settings: Settings, http: aiohttp.ClientSession) -> LLMClient | None:
+def _llm_client(
+    settings: Settings, http: aiohttp.ClientSession
+) -> ResilientClient | None:
     if settings.llm_base_url is None or settings.llm_model is None:
         logger.warning("No LLM upstream configured: questions will answer 503")
         return None
-    return LLMClient(
-        http,
-        base_url=settings.llm_base_url,
-        model=settings.llm_model,
-        api_key=(
-            settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-        ),
-        connect_timeout=settings.llm_connect_timeout,
-        read_timeout=settings.llm_read_timeout,
-        system_prompt=settings.llm_system_prompt,
-    )
+    return build_client(settings, http)
 
 
 async def _ensure_first_admin(settings: Settings, db: Database) -> None:
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limiter = await Throttle.open(settings)
         db = Database(create_engine(settings.sqlalchemy_url))
         http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=100, limit_per_host=100),
@@ -89,13 +90,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         try:
             app.state.runtime = Runtime(
-                settings=settings, db=db, http=http, llm=_llm_client(settings, http)
+                settings=settings,
+                db=db,
+                http=http,
+                llm=_llm_client(settings, http),
+                limiter=limiter,
             )
             await _ensure_first_admin(settings, db)
             yield
         finally:
             await http.close()
             await db.dispose()
+            await limiter.close()
 
     app = FastAPIOffline(
         title="askgate",
@@ -104,7 +110,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # The last added runs first: security headers on every response, then the
+    # request id, CORS (so a 413 is readable cross-origin), then the body limit.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
+            expose_headers=EXPOSED_HEADERS,
+        )
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(auth_router)
     app.include_router(users_router)
     app.include_router(questions_router)

@@ -99,6 +99,9 @@ def _serve(args: argparse.Namespace) -> None:
             workers=args.workers,
             access_log=False,  # askgate logs one line per request itself
             server_header=False,
+            # askgate reads X-Forwarded-For itself, and only from the peers in
+            # ASKGATE_TRUSTED_PROXIES; uvicorn would trust it from 127.0.0.1.
+            proxy_headers=False,
             log_config=logging_config(settings.log_level),
         )
     except _Terminated:

@@ -1,5 +1,6 @@
 """Settings, read from ASKGATE_* environment variables and `.env`."""
 
+import ipaddress
 import logging
 import os
 import secrets
@@ -124,6 +125,16 @@ class Settings(BaseSettings):
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             check_key_length(value.get_secret_value())
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
         return value
 
     @field_validator("log_level")

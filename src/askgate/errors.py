@@ -43,6 +43,14 @@ class Conflict(DomainError):
     pass
 
 
+class TooManyRequests(DomainError):
+    """A rate limit or login throttle; `headers` carry Retry-After."""
+
+
+class ServiceUnavailable(DomainError):
+    """A dependency other than the LLM (such as the rate-limit store) is down."""
+
+
 class UpstreamUnavailable(DomainError):
     """No LLM upstream is configured or reachable right now."""
 
@@ -61,6 +69,8 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
     PermissionDenied: status.HTTP_403_FORBIDDEN,
     NotFound: status.HTTP_404_NOT_FOUND,
     Conflict: status.HTTP_409_CONFLICT,
+    TooManyRequests: status.HTTP_429_TOO_MANY_REQUESTS,
+    ServiceUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
     UpstreamFailed: status.HTTP_502_BAD_GATEWAY,
     UpstreamUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
     UpstreamTimedOut: status.HTTP_504_GATEWAY_TIMEOUT,
@@ -161,11 +171,21 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         403: "Authenticated, but not allowed",
         404: "Not found",
         409: "Conflict with the current state",
+        429: "Too many requests: wait `Retry-After` seconds",
         502: "The LLM upstream failed",
         503: "The LLM upstream is unavailable",
         504: "The LLM upstream timed out",
     }
-    return {
+    responses: dict[int | str, dict[str, Any]] = {
         code: {"model": ErrorDetail, "description": descriptions[code]}
         for code in codes
     }
+    if 429 in responses:
+        responses[429]["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
+    return responses
+
+
+RETRY_AFTER_HEADER: dict[str, Any] = {
+    "description": "Seconds to wait before trying again",
+    "schema": {"type": "integer", "minimum": 1},
+}

@@ -1,11 +1,13 @@
-"""Request id, timing headers and one log line per request (pure ASGI, so
-streamed responses pass through untouched)."""
+"""Pure ASGI middlewares, so streamed responses pass through untouched: request id,
+timing headers and one log line per request; the request body limit; security
+headers."""
 
 import logging
 import re
 import time
 import uuid
 
+from fastapi import HTTPException
 from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,6 +15,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 logger = logging.getLogger("askgate.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# Response headers a cross-origin browser client may read (CORS).
+EXPOSED_HEADERS = [
+    REQUEST_ID_HEADER,
+    "X-Process-Time-ms",
+    "X-Total-Count",
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+]
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -72,3 +84,130 @@ class RequestContextMiddleware:
                 request_id,
                 state.get("user_id", "-"),
             )
+
+
+# --- request body limit -----------------------------------------------------------
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` once a body outgrows the limit.
+
+    A FastAPI `HTTPException`, so the request-body parser re-raises it (instead of
+    turning it into a 400) and the app's error handlers answer the 413.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(
+            status_code=413,
+            detail=f"Request body too large: the limit is {max_bytes} bytes",
+        )
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+class BodyLimitMiddleware:
+    """413 for request bodies over `max_bytes`, without ever buffering them.
+
+    A declared Content-Length over the limit is refused before the app runs;
+    otherwise (chunked uploads, or a client that lies) the bytes are counted as the
+    app receives them. Starlette's RequestBodyLimitMiddleware (FastAPI's
+    `max_body_size`) runs outside the user middlewares and answers a route that
+    never reads its body with a bare text/plain 413, without the request id or the
+    security headers, hence this one.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            # Read outside FastAPI's body parsing, past its error handlers.
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        too_large = BodyTooLarge(self.max_bytes)
+        response = JSONResponse({"detail": too_large.detail}, too_large.status_code)
+        await response(scope, receive, send)
+
+
+# --- security headers -------------------------------------------------------------
+
+# The API serves JSON only: nothing may load, frame or run.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+# Swagger UI and ReDoc (served from this origin by fastapi-offline) start with an
+# inline script, style themselves inline, fetch /openapi.json and ReDoc runs its
+# search in a blob: worker. Their HTML holds no caller-supplied data.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; "
+    "connect-src 'self'; worker-src 'self' blob:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+DOCS_ASSETS_PREFIX = "/static-offline-docs/"
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+def _is_docs(path: str) -> bool:
+    return path in DOCS_PATHS or path.startswith(DOCS_ASSETS_PREFIX)
+
+
+class SecurityHeadersMiddleware:
+    """Browser hardening headers on every response, errors included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = DOCS_CSP if _is_docs(scope["path"]) else API_CSP
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in _SECURITY_HEADERS.items():
+                    headers[name] = value
+                headers["Content-Security-Policy"] = csp
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

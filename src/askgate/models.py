@@ -2,6 +2,15 @@
 
 from askgate.auth.models import AuthSession, RefreshToken
 from askgate.questions.models import Question, QuestionStatus
+from askgate.quota.models import TokenUsage
 from askgate.users.models import Role, User
 
-__all__ = ["AuthSession", "Question", "QuestionStatus", "RefreshToken", "Role", "User"]
+__all__ = [
+    "AuthSession",
+    "Question",
+    "QuestionStatus",
+    "RefreshToken",
+    "Role",
+    "TokenUsage",
+    "User",
+]

@@ -1,14 +1,17 @@
 """The long-lived objects of one process, created in the app lifespan."""
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import aiohttp
 from fastapi import Depends, Request
 
 from askgate.config import Settings
 from askgate.db import Database
-from askgate.llm.client import LLMClient
+from askgate.llm.resilience import ResilientClient
+
+if TYPE_CHECKING:  # askgate.throttle depends on auth, which depends on this module
+    from askgate.throttle import Throttle
 
 
 @dataclass(slots=True)
@@ -16,7 +19,8 @@ class Runtime:
     settings: Settings
     db: Database
     http: aiohttp.ClientSession  # the one client session: pooled upstream connections
-    llm: LLMClient | None  # None: no upstream configured
+    llm: ResilientClient | None  # None: no upstream configured
+    limiter: "Throttle"  # rate limits and login throttling
 
 
 # async on purpose: FastAPI runs plain `def` dependencies in a worker thread.

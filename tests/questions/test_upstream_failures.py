@@ -25,14 +25,21 @@ async def _only_question(
 
 
 @pytest.mark.parametrize(
-    ("mode", "status", "reason"),
+    ("mode", "status", "reason", "attempts"),
     [
-        pytest.param("status_500", 502, "HTTP 500", id="http-500"),
-        pytest.param("status_429", 502, "HTTP 429", id="http-429"),
-        pytest.param("garbage_json", 502, "invalid response: not JSON", id="garbage"),
-        pytest.param("wrong_content_type", 502, "text/html", id="content-type"),
-        pytest.param("no_choices", 502, "invalid response: no choices", id="choices"),
-        pytest.param("hang", 504, "Timed out waiting for the LLM upstream", id="hang"),
+        pytest.param("status_500", 502, "HTTP 500", 1, id="http-500"),
+        # 429 is retried (1 + ASKGATE_LLM_MAX_RETRIES attempts), still one row.
+        pytest.param("status_429", 502, "HTTP 429", 3, id="http-429"),
+        pytest.param(
+            "garbage_json", 502, "invalid response: not JSON", 1, id="garbage"
+        ),
+        pytest.param("wrong_content_type", 502, "text/html", 1, id="content-type"),
+        pytest.param(
+            "no_choices", 502, "invalid response: no choices", 1, id="choices"
+        ),
+        pytest.param(
+            "hang", 504, "Timed out waiting for the LLM upstream", 1, id="hang"
+        ),
     ],
 )
 async def test_upstream_failure_is_reported_and_stored(
@@ -42,6 +49,7 @@ async def test_upstream_failure_is_reported_and_stored(
     mode: str,
     status: int,
     reason: str,
+    attempts: int,
 ) -> None:
     fake_upstream.mode = mode
 
@@ -59,7 +67,7 @@ async def test_upstream_failure_is_reported_and_stored(
     assert question["answer"] is None
     assert reason in question["error"]
     assert question["usage"] == {"prompt_tokens": None, "completion_tokens": None}
-    assert len(fake_upstream.requests) == 1
+    assert len(fake_upstream.requests) == attempts
 
 
 async def test_wrong_content_type_names_both_types(

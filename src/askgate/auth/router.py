@@ -8,6 +8,7 @@ from askgate.db import SessionDep
 from askgate.errors import error_responses
 from askgate.runtime import SettingsDep
 from askgate.schemas import Storable
+from askgate.throttle import LoginThrottle, RegistrationRateLimit
 from askgate.users.schemas import PASSWORD_MAX, UserCreate, UserRead
 from askgate.users.service import create_user
 
@@ -22,9 +23,12 @@ router = APIRouter(prefix="/auth", tags=["auth"])
     description=(
         "Registers a user with the `user` role. Usernames are unique ignoring case. "
         "Unknown fields (such as `role`) are rejected with 422, so registration "
-        "can never create an administrator."
+        "can never create an administrator. Each client address may attempt "
+        "`ASKGATE_REGISTRATIONS_PER_HOUR` (default 10) registrations per hour, "
+        "refused ones included; more answer 429 with `Retry-After`."
     ),
-    responses=error_responses(409),
+    responses=error_responses(400, 409, 429),
+    dependencies=[RegistrationRateLimit],
 )
 async def register(data: UserCreate, session: SessionDep) -> UserRead:
     user = await create_user(
@@ -44,19 +48,26 @@ async def register(data: UserCreate, session: SessionDep) -> UserRead:
         "OAuth2 password flow (form fields `username` and `password`; this is what "
         "Swagger's **Authorize** button sends). Returns a short-lived access token "
         "and a one-time refresh token. A wrong password, an unknown user and an "
-        "inactive user all get the same 401."
+        "inactive user all get the same 401.\n\n"
+        "After `ASKGATE_LOGIN_FAILURES_PER_ACCOUNT` (default 5) failures for one "
+        "username within `ASKGATE_LOGIN_FAILURE_WINDOW_SECONDS` (default 15 "
+        "minutes), or `ASKGATE_LOGIN_FAILURES_PER_IP` (default 30) from one client "
+        "address, attempts answer 429 with `Retry-After`, even with the right "
+        "password, until the window has passed. A successful login clears the "
+        "username's failures."
     ),
-    responses=error_responses(401),
+    responses=error_responses(400, 401, 429),
 )
 async def token(
     username: Annotated[str, Form(min_length=1, max_length=128), Storable],
     password: Annotated[str, Form(min_length=1, max_length=PASSWORD_MAX), Storable],
     session: SessionDep,
     settings: SettingsDep,
+    guard: LoginThrottle,
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
 ) -> TokenPair:
     user = await service.authenticate(
-        session=session, username=username, password=password
+        session=session, guard=guard, username=username, password=password
     )
     return await service.login(session=session, settings=settings, user=user)
 
@@ -70,7 +81,7 @@ async def token(
         "token works once: presenting one that was already used answers 401 and "
         "revokes every token of that login (theft detection)."
     ),
-    responses=error_responses(401),
+    responses=error_responses(400, 401),
 )
 async def refresh(
     data: RefreshRequest, session: SessionDep, settings: SettingsDep
@@ -89,7 +100,7 @@ async def refresh(
         "Revokes the login the refresh token belongs to: its refresh tokens and the "
         "access tokens issued from them stop working at once."
     ),
-    responses=error_responses(401),
+    responses=error_responses(400, 401),
 )
 async def logout(data: RefreshRequest, session: SessionDep) -> None:
     await service.logout(session=session, refresh_token=data.refresh_token)

@@ -17,6 +17,7 @@ from askgate.auth.security import (
 from askgate.config import Settings
 from askgate.db import utcnow
 from askgate.errors import NotAuthenticated
+from askgate.throttle import LoginGuard
 from askgate.users.models import User
 from askgate.users.service import find_by_username
 
@@ -28,15 +29,22 @@ REUSED_REFRESH_TOKEN = (
 )
 
 
-async def authenticate(*, session: AsyncSession, username: str, password: str) -> User:
+async def authenticate(
+    *, session: AsyncSession, guard: LoginGuard, username: str, password: str
+) -> User:
     """The user, or one 401 for every failure (unknown, wrong password, inactive).
 
-    The password is verified in all three cases, so they also take the same time.
+    The password is verified in all three cases, so they also take the same time,
+    and all three count as a failure for the name as typed: a lockout (429, before
+    anything is looked up) does not tell whether the account exists either.
     """
+    await guard.begin(username)
     user = await find_by_username(session=session, username=username)
     valid = await verify_password(password, user.password_hash if user else None)
     if user is None or not valid or not user.is_active:
+        await guard.failed()
         raise NotAuthenticated(BAD_CREDENTIALS)
+    await guard.succeeded(username)
     return user
 
 

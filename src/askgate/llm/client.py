@@ -2,18 +2,22 @@
 
 No SDK: one POST to `{base_url}/chat/completions`, JSON or server-sent events.
 Timeouts are per phase (connect, and the gap between two reads), not one total
-timeout, which would cut long streams.
+timeout, which would cut long streams. Retries, fallbacks, the circuit breaker and
+the concurrency cap wrap this client in `askgate.llm.resilience`.
 """
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
 
 import aiohttp
 
-MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 MAX_STREAM_LINE_BYTES = 256 * 1024
 MAX_MODEL_NAME = 200  # the width of questions.model
 # JSON can escape a lone surrogate ("\ud800"), which UTF-8 cannot encode, and NUL,
@@ -21,16 +25,45 @@ MAX_MODEL_NAME = 200  # the width of questions.model
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-class UpstreamError(Exception):
-    """The upstream failed; `detail` is safe to show (never holds the API key)."""
+# Statuses that say "try again shortly"; any other 4xx is about the request itself.
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 
-    def __init__(self, detail: str) -> None:
+
+class UpstreamError(Exception):
+    """The upstream failed; `detail` is safe to show (never holds the API key).
+
+    `transient`: the same request may succeed if sent again (connection errors,
+    429/502/503/504). `upstream_fault`: the failure says the upstream is unwell, so
+    it counts towards its circuit breaker (a 400 about the request does not).
+    `retry_after`: the upstream's Retry-After, in seconds, when it sent one.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        transient: bool = False,
+        upstream_fault: bool = True,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.transient = transient
+        self.upstream_fault = upstream_fault
+        self.retry_after = retry_after
 
 
 class UpstreamTimeout(UpstreamError):
     pass
+
+
+class UpstreamBusy(UpstreamError):
+    """askgate did not call the upstream: its circuit is open or too many requests
+    are in flight. Answer 503 with `Retry-After: retry_after`."""
+
+    def __init__(self, detail: str, *, retry_after: float) -> None:
+        super().__init__(detail, upstream_fault=False, retry_after=retry_after)
+        self.retry_after: float = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +97,22 @@ class StreamEnd:
     usage: Usage
 
 
+class ChatClient(Protocol):
+    """What the questions service needs: one upstream, or several behind retries."""
+
+    @property
+    def model(self) -> str: ...
+
+    async def complete(self, params: ChatParams) -> Completion: ...
+
+    def stream(self, params: ChatParams) -> AsyncGenerator[Delta | StreamEnd]: ...
+
+    async def check(self) -> bool: ...
+
+
 class LLMClient:
+    """One upstream, one attempt per call."""
+
     def __init__(
         self,
         http: aiohttp.ClientSession,
@@ -75,6 +123,7 @@ class LLMClient:
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
         system_prompt: str = "",
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._http = http
         self.base_url = base_url.rstrip("/")
@@ -85,6 +134,7 @@ class LLMClient:
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._read_timeout = read_timeout
+        self._max_response_bytes = max_response_bytes
 
     def __repr__(self) -> str:  # the key stays out of reprs and logs
         return f"LLMClient(base_url={self.base_url!r}, model={self.model!r})"
@@ -122,12 +172,12 @@ class LLMClient:
             ) as response:
                 _check_status(response)
                 _check_content_type(response, "application/json")
-                body = await _read_capped(response)
+                body = await _read_capped(response, self._max_response_bytes)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _translate(exc, self._read_timeout) from None
         return _parse_completion(body, default_model=self.model)
 
-    async def stream(self, params: ChatParams) -> AsyncIterator[Delta | StreamEnd]:
+    async def stream(self, params: ChatParams) -> AsyncGenerator[Delta | StreamEnd]:
         """Deltas as they arrive, then one StreamEnd; raises UpstreamError.
 
         If the consumer stops (the client left), leaving the `async with` closes
@@ -143,8 +193,12 @@ class LLMClient:
                 try:
                     _check_status(response)
                     _check_content_type(response, "text/event-stream")
-                    async for event in _parse_events(response, self.model):
-                        yield event
+                    events = _parse_events(
+                        response, self.model, self._max_response_bytes
+                    )
+                    async with aclosing(events):
+                        async for event in events:
+                            yield event
                 except BaseException:
                     response.close()  # drop the connection, don't drain it
                     raise
@@ -165,25 +219,65 @@ class LLMClient:
 
 
 def _translate(exc: BaseException, read_timeout: float) -> UpstreamError:
+    # A read timeout is not retried: the upstream may be busy generating, and
+    # asking again would multiply the wait.
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return UpstreamTimeout("Timed out connecting to the LLM upstream")
+        return UpstreamTimeout(
+            "Timed out connecting to the LLM upstream", transient=True
+        )
     if isinstance(exc, TimeoutError):
         return UpstreamTimeout(
             "Timed out waiting for the LLM upstream "
             f"(nothing received for {read_timeout:g}s)"
         )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return UpstreamError("Could not connect to the LLM upstream (TLS failed)")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamError("Could not connect to the LLM upstream")
+        return UpstreamError("Could not connect to the LLM upstream", transient=True)
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
-        return UpstreamError("The LLM upstream closed the connection mid-answer")
+        return UpstreamError(
+            "The LLM upstream closed the connection mid-answer", transient=True
+        )
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return UpstreamError(
+            f"The connection to the LLM upstream failed ({type(exc).__name__})",
+            transient=True,
+        )
     return UpstreamError(f"LLM upstream request failed ({type(exc).__name__})")
 
 
 def _check_status(response: aiohttp.ClientResponse) -> None:
-    if response.status == 429:
-        raise UpstreamError("The LLM upstream is rate limiting requests (HTTP 429)")
-    if response.status != 200:
-        raise UpstreamError(f"The LLM upstream answered HTTP {response.status}")
+    status = response.status
+    if status == 200:
+        return
+    transient = status in TRANSIENT_STATUSES
+    retry_after = _retry_after(response.headers.get("Retry-After"))
+    if status == 429:
+        detail = "The LLM upstream is rate limiting requests (HTTP 429)"
+    else:
+        detail = f"The LLM upstream answered HTTP {status}"
+    raise UpstreamError(
+        detail,
+        transient=transient,
+        upstream_fault=transient or status >= 500,
+        retry_after=retry_after if transient else None,
+    )
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP date."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _check_content_type(response: aiohttp.ClientResponse, expected: str) -> None:
@@ -194,15 +288,19 @@ def _check_content_type(response: aiohttp.ClientResponse, expected: str) -> None
         )
 
 
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    if (response.content_length or 0) > MAX_RESPONSE_BYTES:
-        raise UpstreamError("The LLM upstream response is too large")
+def _too_large(limit: int) -> UpstreamError:
+    return UpstreamError(f"The LLM upstream response is too large (over {limit} bytes)")
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    if (response.content_length or 0) > limit:
+        raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):
         size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise UpstreamError("The LLM upstream response is too large")
+        if size > limit:
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -245,18 +343,22 @@ def _parse_completion(body: bytes, *, default_model: str) -> Completion:
 
 
 async def _parse_events(
-    response: aiohttp.ClientResponse, default_model: str
-) -> AsyncIterator[Delta | StreamEnd]:
+    response: aiohttp.ClientResponse, default_model: str, limit: int
+) -> AsyncGenerator[Delta | StreamEnd]:
+    """The stream's events; memory stays bounded: one line of at most
+    MAX_STREAM_LINE_BYTES is buffered, and the answer's text may reach `limit`
+    bytes (the service keeps it whole to store it)."""
     model = default_model
     usage = Usage(None, None)
     deltas = 0
+    text_bytes = 0
     finished = False
     buffer = b""
     async for chunk in response.content.iter_any():
         buffer += chunk
-        if len(buffer) > MAX_STREAM_LINE_BYTES and b"\n" not in buffer:
-            raise _invalid("an event line is too long")
         *lines, buffer = buffer.split(b"\n")
+        if len(buffer) > MAX_STREAM_LINE_BYTES:
+            raise _invalid("an event line is too long")
         for raw in lines:
             line = raw.strip()
             if not line.startswith(b"data:"):
@@ -276,6 +378,9 @@ async def _parse_events(
                 text = delta.get("content") if isinstance(delta, dict) else None
                 if isinstance(text, str) and text:
                     deltas += 1
+                    text_bytes += len(text.encode("utf-8", "surrogatepass"))
+                    if text_bytes > limit:
+                        raise _too_large(limit)
                     yield Delta(_storable(text))
                 if choice.get("finish_reason"):
                     finished = True
@@ -315,11 +420,13 @@ def _settled(usage: Usage, deltas: int) -> Usage:
 
 
 __all__ = [
+    "ChatClient",
     "ChatParams",
     "Completion",
     "Delta",
     "LLMClient",
     "StreamEnd",
+    "UpstreamBusy",
     "UpstreamError",
     "UpstreamTimeout",
     "Usage",

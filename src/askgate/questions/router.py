@@ -11,6 +11,7 @@ from askgate.questions.deps import OwnedQuestion
 from askgate.questions.schemas import QuestionCreate, QuestionRead
 from askgate.runtime import RuntimeDep
 from askgate.sse import EventStreamResponse
+from askgate.throttle import RATE_LIMIT_HEADERS, QuestionRateLimit
 
 router = APIRouter(prefix="/questions", tags=["questions"])
 
@@ -19,7 +20,9 @@ _STREAM_EXAMPLE = (
     'data: {"type":"delta","text":" is the capital."}\n\n'
     'data: {"type":"done","question":{"id":8,"status":"answered","...":"..."}}\n\n'
 )
-_STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
+_RATE_LIMITED = error_responses(429)[429]
+_ASK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    201: {"description": "The stored question", "headers": RATE_LIMIT_HEADERS},
     200: {
         "description": (
             'With `"stream": true`: server-sent events. Each `data:` is JSON: '
@@ -28,11 +31,27 @@ _STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
         ),
         "content": {
             "text/event-stream": {
-                "schema": {"type": "string"},
+                # One event: `data` holds the JSON described above.
+                "schema": {
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {
+                        "data": {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                        }
+                    },
+                },
                 "example": _STREAM_EXAMPLE,
             }
         },
-    }
+        "headers": RATE_LIMIT_HEADERS,
+    },
+    **error_responses(400, 401, 502, 503, 504),
+    429: {
+        **_RATE_LIMITED,
+        "headers": {**_RATE_LIMITED["headers"], **RATE_LIMIT_HEADERS},
+    },
 }
 
 
@@ -47,22 +66,31 @@ _STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
         'status `failed`. With `"stream": true` the answer arrives as server-sent '
         "events and is stored when the stream ends; if the client disconnects, the "
         "upstream request is cancelled and the partial answer is stored as "
-        "`cancelled`."
+        "`cancelled`.\n\n"
+        "Each user may ask `ASKGATE_QUESTIONS_PER_MINUTE` (default 30) questions "
+        "per minute; more answer 429 with `Retry-After`. Every answer carries "
+        "`X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`."
     ),
-    responses={**_STREAM_RESPONSE, **error_responses(401, 502, 503, 504)},
+    responses=_ASK_RESPONSES,
 )
-async def ask(data: QuestionCreate, user: CurrentUser, runtime: RuntimeDep) -> Response:
+async def ask(
+    data: QuestionCreate,
+    user: CurrentUser,
+    runtime: RuntimeDep,
+    rate_limit: QuestionRateLimit,
+) -> Response:
     if runtime.llm is None:
         raise UpstreamUnavailable("No LLM upstream is configured")
     if data.stream:
         return EventStreamResponse(
-            service.ask_streaming(
+            await service.ask_streaming(
                 db=runtime.db,
                 llm=runtime.llm,
                 settings=runtime.settings,
                 user_id=user.id,
                 data=data,
-            )
+            ),
+            headers=rate_limit.headers(),
         )
     question = await service.ask(
         db=runtime.db,
@@ -74,6 +102,7 @@ async def ask(data: QuestionCreate, user: CurrentUser, runtime: RuntimeDep) -> R
     return JSONResponse(
         QuestionRead.of(question).model_dump(mode="json"),
         status_code=status.HTTP_201_CREATED,
+        headers=rate_limit.headers(),
     )
 
 

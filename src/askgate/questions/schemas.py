@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StrictBool, StringConstraints
 
 from askgate.questions.models import Question, QuestionStatus
 from askgate.schemas import InputSchema, Schema, Storable
@@ -17,13 +17,16 @@ class QuestionCreate(InputSchema):
         Storable,
         Field(description="The question: 1–8000 characters after trimming"),
     ]
-    max_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS_LIMIT)] | None = Field(
-        default=None,
-        description="Upper bound on the answer's length; "
-        "ASKGATE_LLM_DEFAULT_MAX_TOKENS when omitted",
+    # strict: `"temperature": false` or `"max_tokens": "5"` is an error, not 0 or 5.
+    max_tokens: Annotated[int, Field(strict=True, ge=1, le=MAX_TOKENS_LIMIT)] | None = (
+        Field(
+            default=None,
+            description="Upper bound on the answer's length; "
+            "ASKGATE_LLM_DEFAULT_MAX_TOKENS when omitted",
+        )
     )
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    stream: bool = Field(
+    temperature: Annotated[float, Field(strict=True, ge=0, le=2)] | None = None
+    stream: StrictBool = Field(
         default=False, description="Answer as server-sent events instead of JSON"
     )
 

@@ -1,13 +1,17 @@
 """Asking the LLM and keeping every question.
 
-No database session is open while the LLM works: the question is stored with a
-short write transaction once the answer (or the failure) is known. A failed or
-cancelled question is stored too, with whatever part of the answer arrived.
+No database session is open while the LLM works: a short write transaction
+reserves the question's tokens from the daily quota first (askgate.quota), and
+another stores the question and settles its tokens once the answer (or the
+failure) is known. A failed or cancelled question is stored too, with whatever
+part of the answer arrived, and pays for what the upstream reported or delivered.
 """
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -18,18 +22,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from askgate.config import Settings
 from askgate.db import Database, utcnow
-from askgate.errors import UpstreamFailed, UpstreamTimedOut
+from askgate.errors import UpstreamFailed, UpstreamTimedOut, UpstreamUnavailable
 from askgate.llm.client import (
+    ChatClient,
     ChatParams,
     Delta,
-    LLMClient,
     StreamEnd,
+    UpstreamBusy,
     UpstreamError,
     UpstreamTimeout,
     Usage,
 )
 from askgate.questions.models import Question, QuestionStatus
 from askgate.questions.schemas import QuestionCreate, QuestionRead
+from askgate.quota import service as quota
 
 CLIENT_LEFT = "The client disconnected before the answer was complete"
 INTERNAL_ERROR = "askgate failed while answering; see its logs"
@@ -44,6 +50,7 @@ class _Attempt:
     user_id: int
     content: str
     model: str
+    reservation: quota.Reservation
     created_at: datetime = field(default_factory=utcnow)
     started: float = field(default_factory=time.monotonic)
     parts: list[str] = field(default_factory=list)
@@ -56,7 +63,13 @@ class _Attempt:
         error: str | None = None,
         usage: Usage | None = None,
         model: str | None = None,
+        unreported_completion: int | None = None,
     ) -> Question:
+        """Store the question and settle its tokens in one transaction.
+
+        An answer whose length the upstream did not report costs
+        `unreported_completion`, by default one token per delta that arrived.
+        """
         question = Question(
             user_id=self.user_id,
             content=self.content,
@@ -69,8 +82,19 @@ class _Attempt:
             latency_ms=round((time.monotonic() - self.started) * 1000),
             created_at=self.created_at,
         )
+        tokens = quota.spent(
+            usage,
+            unreported_completion=(
+                len(self.parts)
+                if unreported_completion is None
+                else unreported_completion
+            ),
+        )
         async with db.write() as session:
             session.add(question)
+            await quota.settle(
+                session=session, reservation=self.reservation, tokens=tokens
+            )
         return question
 
     async def store_interrupted(self, db: Database, exc: BaseException) -> Question:
@@ -104,8 +128,25 @@ def _params(data: QuestionCreate, settings: Settings) -> ChatParams:
     )
 
 
+async def _reserve(
+    db: Database, settings: Settings, user_id: int, params: ChatParams
+) -> quota.Reservation:
+    """Hold the most the question can cost, or raise QuotaExceeded (429)."""
+    bound = quota.prompt_bound(params.content, settings.llm_system_prompt)
+    async with db.write() as session:
+        return await quota.reserve(
+            session=session,
+            user_id=user_id,
+            tokens=params.max_tokens + bound,
+            default_quota=settings.daily_token_quota,
+        )
+
+
 def _http_error(exc: UpstreamError, question: Question) -> Exception:
     detail = f"{exc.detail} (question {question.id} was stored as failed)"
+    if isinstance(exc, UpstreamBusy):
+        retry_after = str(math.ceil(exc.retry_after))
+        return UpstreamUnavailable(detail, headers={"Retry-After": retry_after})
     if isinstance(exc, UpstreamTimeout):
         return UpstreamTimedOut(detail)
     return UpstreamFailed(detail)
@@ -114,14 +155,20 @@ def _http_error(exc: UpstreamError, question: Question) -> Exception:
 async def ask(
     *,
     db: Database,
-    llm: LLMClient,
+    llm: ChatClient,
     settings: Settings,
     user_id: int,
     data: QuestionCreate,
 ) -> Question:
-    attempt = _Attempt(user_id=user_id, content=data.content, model=llm.model)
+    params = _params(data, settings)
+    attempt = _Attempt(
+        user_id=user_id,
+        content=data.content,
+        model=llm.model,
+        reservation=await _reserve(db, settings, user_id, params),
+    )
     try:
-        completion = await llm.complete(_params(data, settings))
+        completion = await llm.complete(params)
     except UpstreamError as exc:
         question = await attempt.store(db, QuestionStatus.FAILED, error=exc.detail)
         raise _http_error(exc, question) from None
@@ -130,28 +177,54 @@ async def ask(
         raise
     attempt.parts.append(completion.text)
     return await attempt.store(
-        db, QuestionStatus.ANSWERED, usage=completion.usage, model=completion.model
+        db,
+        QuestionStatus.ANSWERED,
+        usage=completion.usage,
+        model=completion.model,
+        # A JSON answer cannot be counted here: without usage, it keeps its
+        # whole max_tokens.
+        unreported_completion=params.max_tokens,
     )
 
 
 async def ask_streaming(
     *,
     db: Database,
-    llm: LLMClient,
+    llm: ChatClient,
     settings: Settings,
     user_id: int,
     data: QuestionCreate,
 ) -> AsyncGenerator[dict[str, Any]]:
+    """Reserve the question's tokens, then return its SSE payloads.
+
+    Awaited before the response starts, so a question over quota is a plain 429
+    rather than a stream that fails.
+    """
+    params = _params(data, settings)
+    attempt = _Attempt(
+        user_id=user_id,
+        content=data.content,
+        model=llm.model,
+        reservation=await _reserve(db, settings, user_id, params),
+    )
+    return _stream(db=db, llm=llm, params=params, attempt=attempt)
+
+
+async def _stream(
+    *, db: Database, llm: ChatClient, params: ChatParams, attempt: _Attempt
+) -> AsyncGenerator[dict[str, Any]]:
     """SSE payloads: deltas, then one `done` (with the stored question) or `error`."""
-    attempt = _Attempt(user_id=user_id, content=data.content, model=llm.model)
     end = StreamEnd(model=llm.model, usage=Usage(None, None))
     try:
-        async for event in llm.stream(_params(data, settings)):
-            if isinstance(event, Delta):
-                attempt.parts.append(event.text)
-                yield {"type": "delta", "text": event.text}
-            else:
-                end = event
+        # aclosing: if the client leaves between two deltas, the upstream
+        # request is closed now, not whenever the generator is collected.
+        async with aclosing(llm.stream(params)) as events:
+            async for event in events:
+                if isinstance(event, Delta):
+                    attempt.parts.append(event.text)
+                    yield {"type": "delta", "text": event.text}
+                else:
+                    end = event
     except UpstreamError as exc:
         question = await attempt.store(db, QuestionStatus.FAILED, error=exc.detail)
         yield {"type": "error", "detail": exc.detail, "question_id": question.id}

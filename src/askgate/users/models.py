@@ -1,7 +1,7 @@
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Enum, Index, String, func
+from sqlalchemy import BigInteger, Enum, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from askgate.db import Base, UTCDateTime, utcnow
@@ -34,6 +34,8 @@ class User(Base):
         default=Role.USER,
     )
     is_active: Mapped[bool] = mapped_column(default=True)
+    # Set by an admin: null follows ASKGATE_DAILY_TOKEN_QUOTA, 0 is unlimited.
+    daily_token_quota: Mapped[int | None] = mapped_column(BigInteger, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, onupdate=utcnow

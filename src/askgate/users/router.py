@@ -5,10 +5,14 @@ from fastapi import APIRouter, Path, Query, Response, status
 from askgate.auth.deps import AdminUser, CurrentUser
 from askgate.db import SessionDep
 from askgate.errors import Conflict, error_responses
+from askgate.quota import service as quota_service
+from askgate.quota.schemas import TokenUsageRead
+from askgate.runtime import SettingsDep
 from askgate.schemas import Storable
 from askgate.users import service
 from askgate.users.schemas import (
     AdminUserCreate,
+    AdminUserRead,
     AdminUserUpdate,
     UserRead,
     UserUpdateMe,
@@ -28,6 +32,26 @@ UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="User id")]
 )
 async def read_me(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)
+
+
+@router.get(
+    "/me/usage",
+    response_model=TokenUsageRead,
+    summary="My token usage today",
+    description=(
+        "Tokens spent today (UTC) by finished questions, tokens held by questions "
+        "still being answered, the daily quota and what is left of it (`null` when "
+        "unlimited). The count starts again at 00:00 UTC (`resets_at`)."
+    ),
+    responses=error_responses(401),
+)
+async def my_usage(
+    user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> TokenUsageRead:
+    usage = await quota_service.usage_today(
+        session=session, user=user, default_quota=settings.daily_token_quota
+    )
+    return TokenUsageRead.model_validate(usage)
 
 
 @router.patch(
@@ -62,7 +86,7 @@ async def delete_me(user: CurrentUser, session: SessionDep) -> None:
 
 @router.get(
     "",
-    response_model=list[UserRead],
+    response_model=list[AdminUserRead],
     summary="List users (admin)",
     description=(
         "All users, newest first, paged with `limit` and `offset`; `q` matches part "
@@ -78,25 +102,25 @@ async def list_users(
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
     # No character pattern: `%`, `_` and `\` are searched for literally.
     q: Annotated[str | None, Query(max_length=32), Storable] = None,
-) -> list[UserRead]:
+) -> list[AdminUserRead]:
     users, total = await service.list_users(
         session=session, q=q, limit=limit, offset=offset
     )
     response.headers["X-Total-Count"] = str(total)
-    return [UserRead.model_validate(user) for user in users]
+    return [AdminUserRead.model_validate(user) for user in users]
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    response_model=UserRead,
+    response_model=AdminUserRead,
     summary="Create a user (admin)",
     description="Creates a user with any role; `is_active` defaults to true.",
-    responses=error_responses(401, 403, 409),
+    responses=error_responses(400, 401, 403, 409),
 )
 async def create_user(
     data: AdminUserCreate, admin: AdminUser, session: SessionDep
-) -> UserRead:
+) -> AdminUserRead:
     user = await service.create_user(
         session=session,
         username=data.username,
@@ -105,39 +129,44 @@ async def create_user(
         role=data.role,
         is_active=data.is_active,
     )
-    return UserRead.model_validate(user)
+    return AdminUserRead.model_validate(user)
 
 
 @router.get(
     "/{user_id}",
-    response_model=UserRead,
+    response_model=AdminUserRead,
     summary="Read a user (admin)",
-    description="Any user's account.",
+    description="Any user's account, with its daily token quota override.",
     responses=error_responses(401, 403, 404),
 )
-async def read_user(user_id: UserId, admin: AdminUser, session: SessionDep) -> UserRead:
-    return UserRead.model_validate(
+async def read_user(
+    user_id: UserId, admin: AdminUser, session: SessionDep
+) -> AdminUserRead:
+    return AdminUserRead.model_validate(
         await service.get_user(session=session, user_id=user_id)
     )
 
 
 @router.patch(
     "/{user_id}",
-    response_model=UserRead,
-    summary="Change a user's role or active flag (admin)",
+    response_model=AdminUserRead,
+    summary="Change a user's role, active flag or token quota (admin)",
     description=(
-        "Sets `role` and/or `is_active`. Deactivating a user ends their logins at "
-        "once. Admins cannot demote or deactivate themselves (409)."
+        "Sets `role`, `is_active` and/or `daily_token_quota`. Deactivating a user "
+        "ends their logins at once. Admins cannot demote or deactivate themselves "
+        "(409). `daily_token_quota` is the user's own limit in tokens per UTC day: "
+        "0 means unlimited for this user, `null` brings back the global "
+        "`ASKGATE_DAILY_TOKEN_QUOTA`; it applies to questions asked from then on."
     ),
     responses=error_responses(400, 401, 403, 404, 409),
 )
 async def update_user(
     user_id: UserId, data: AdminUserUpdate, admin: AdminUser, session: SessionDep
-) -> UserRead:
+) -> AdminUserRead:
     user = await service.admin_update(
         session=session, actor=admin, user_id=user_id, data=data
     )
-    return UserRead.model_validate(user)
+    return AdminUserRead.model_validate(user)
 
 
 @router.delete(

@@ -1,13 +1,15 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, EmailStr, Field, StringConstraints
 
+from askgate.auth.passwords import reject_common_password
 from askgate.schemas import InputSchema, Schema, Storable
 from askgate.users.models import Role
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
+MAX_DAILY_TOKEN_QUOTA = 10**12
 
 Username = Annotated[
     str,
@@ -18,7 +20,8 @@ Password = Annotated[
     str,
     StringConstraints(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX),
     Storable,
-    Field(description="8–128 characters"),
+    AfterValidator(reject_common_password),
+    Field(description="8–128 characters, not one of the most common passwords"),
 ]
 
 
@@ -40,6 +43,31 @@ class UserRead(Schema):
                     "role": "user",
                     "is_active": True,
                     "created_at": "2026-11-25T13:00:00Z",
+                }
+            ]
+        }
+    }
+
+
+class AdminUserRead(UserRead):
+    """What admins see of an account: also its quota override."""
+
+    daily_token_quota: int | None = Field(
+        description="Tokens per UTC day for this user; 0: unlimited; "
+        "null: ASKGATE_DAILY_TOKEN_QUOTA applies"
+    )
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "id": 3,
+                    "username": "bob",
+                    "email": None,
+                    "role": "user",
+                    "is_active": True,
+                    "created_at": "2026-11-25T13:00:00Z",
+                    "daily_token_quota": 20000,
                 }
             ]
         }
@@ -109,7 +137,20 @@ class AdminUserCreate(UserCreate):
 class AdminUserUpdate(InputSchema):
     role: Role | None = None
     is_active: bool | None = None
+    daily_token_quota: (
+        Annotated[int, Field(strict=True, ge=0, le=MAX_DAILY_TOKEN_QUOTA)] | None
+    ) = Field(
+        default=None,
+        description="Tokens per UTC day for this user; 0: unlimited; "
+        "null: back to ASKGATE_DAILY_TOKEN_QUOTA",
+    )
 
     model_config = {
-        "json_schema_extra": {"examples": [{"role": "admin"}, {"is_active": False}]}
+        "json_schema_extra": {
+            "examples": [
+                {"role": "admin"},
+                {"is_active": False},
+                {"daily_token_quota": 20000},
+            ]
+        }
     }

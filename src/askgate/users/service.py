@@ -140,6 +140,8 @@ async def admin_update(
         user.is_active = data.is_active
         if not data.is_active:
             await revoke_sessions(session=session, user_id=user.id)
+    if "daily_token_quota" in fields:  # null is meaningful: the global setting
+        user.daily_token_quota = data.daily_token_quota
     await session.flush()
     return user
 

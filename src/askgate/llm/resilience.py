@@ -1,0 +1,361 @@
+"""Upstream resilience: retries, a circuit breaker and a concurrency cap per
+upstream, and fallback upstreams tried in order.
+
+`ResilientClient` has the interface of `LLMClient` (`complete`, `stream`, `check`,
+`model`), so the questions service is unaware of it: one call of `complete` or
+`stream` is one question, however many attempts it took.
+
+Nothing is retried once the client has seen part of the answer: `complete` returns
+nothing before it has the whole answer, and `stream` retries (or falls back) only
+before its first delta. These few state machines are written here rather than
+taken from a retry or breaker library because the rule "never after the first
+delta of an async generator" is the heart of them and fits no decorator.
+"""
+
+import asyncio
+import enum
+import itertools
+import math
+import random
+import time
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Sequence,
+)
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+
+from askgate.config import Settings
+from askgate.llm.client import (
+    ChatParams,
+    Completion,
+    Delta,
+    LLMClient,
+    StreamEnd,
+    UpstreamBusy,
+    UpstreamError,
+)
+
+# How soon a caller turned away because every slot stayed taken may try again.
+BUSY_RETRY_AFTER = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter; the upstream's Retry-After wins, up
+    to `retry_after_cap` seconds."""
+
+    max_retries: int = 2
+    base_delay: float = 0.25
+    max_delay: float = 4.0
+    retry_after_cap: float = 10.0
+
+    def delay(self, retry: int, retry_after: float | None) -> float:
+        """Seconds to wait before retry number `retry` (0 for the first)."""
+        if retry_after is not None:
+            return min(retry_after, self.retry_after_cap)
+        ceiling = min(self.max_delay, self.base_delay * 2**retry)
+        return random.uniform(0, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+class CircuitState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Opens after `failures` consecutive failures; after `cooldown` seconds lets
+    one trial request through (half-open), whose outcome closes or reopens it."""
+
+    def __init__(
+        self,
+        *,
+        failures: int,
+        cooldown: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._threshold = failures
+        self._cooldown = cooldown
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial_running = False
+
+    @property
+    def state(self) -> CircuitState:
+        if self._opened_at is None:
+            return CircuitState.CLOSED
+        if self._clock() - self._opened_at < self._cooldown:
+            return CircuitState.OPEN
+        return CircuitState.HALF_OPEN
+
+    def retry_after(self) -> float:
+        if self._opened_at is None:
+            return 0.0
+        return max(1.0, self._opened_at + self._cooldown - self._clock())
+
+    def check(self) -> None:
+        """Raises UpstreamBusy while open; changes nothing."""
+        state = self.state
+        if state is CircuitState.OPEN or (
+            state is CircuitState.HALF_OPEN and self._trial_running
+        ):
+            raise UpstreamBusy(
+                "The LLM upstream is failing; askgate stopped calling it for a "
+                "moment (circuit open)",
+                retry_after=self.retry_after(),
+            )
+
+    def admit(self) -> bool:
+        """Raises UpstreamBusy while open; True if this call is the half-open
+        trial, which must end in success(), failure() or abandon()."""
+        self.check()
+        if self.state is CircuitState.HALF_OPEN:
+            self._trial_running = True
+            return True
+        return False
+
+    def success(self) -> None:
+        self._failures = 0
+        self._opened_at = None
+        self._trial_running = False
+
+    def failure(self) -> None:
+        self._trial_running = False
+        self._failures += 1
+        if self._opened_at is not None or self._failures >= self._threshold:
+            self._opened_at = self._clock()
+
+    def abandon(self) -> None:
+        """The trial ended without a verdict (the client left): allow another."""
+        self._trial_running = False
+
+
+class Upstream:
+    """One upstream behind its own breaker and concurrency cap, with retries."""
+
+    def __init__(
+        self,
+        client: LLMClient,
+        *,
+        breaker: CircuitBreaker,
+        max_concurrency: int,
+        queue_timeout: float,
+        retry: RetryPolicy,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.client = client
+        self.breaker = breaker
+        self.in_flight = 0
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._queue_timeout = queue_timeout
+        self._retry = retry
+        self._sleep = sleep
+
+    @asynccontextmanager
+    async def _attempt(self, previous: UpstreamError | None) -> AsyncIterator[None]:
+        """One call of the upstream: a free slot, then the breaker's consent.
+
+        The breaker is asked before queueing too, so an open circuit answers at
+        once. A retry turned away reports the failure that caused it instead.
+        Failures are recorded by the caller; anything else that ends the attempt
+        (the client leaving) gives a half-open trial back.
+        """
+        try:
+            self.breaker.check()
+            try:
+                async with asyncio.timeout(self._queue_timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise UpstreamBusy(
+                    "Too many questions in flight to the LLM upstream; none "
+                    f"finished within {self._queue_timeout:g}s",
+                    retry_after=BUSY_RETRY_AFTER,
+                ) from None
+        except UpstreamBusy:
+            if previous is None:
+                raise
+            raise previous from None
+        self.in_flight += 1
+        try:
+            is_trial = self._admit(previous)
+            try:
+                yield
+            finally:
+                if is_trial:
+                    self.breaker.abandon()
+        finally:
+            self.in_flight -= 1
+            self._slots.release()
+
+    def _admit(self, previous: UpstreamError | None) -> bool:
+        try:
+            return self.breaker.admit()  # the circuit may have opened meanwhile
+        except UpstreamBusy:
+            if previous is None:
+                raise
+            raise previous from None
+
+    def _record(self, exc: UpstreamError) -> None:
+        if exc.upstream_fault:
+            self.breaker.failure()
+        else:
+            self.breaker.success()  # it answered; the request was at fault
+
+    def _retry_delay(self, exc: UpstreamError, retry: int) -> float | None:
+        """Seconds before the next attempt, or None when there is none."""
+        if not exc.transient or retry >= self._retry.max_retries:
+            return None
+        return self._retry.delay(retry, exc.retry_after)
+
+    async def complete(self, params: ChatParams) -> Completion:
+        error: UpstreamError | None = None
+        for retry in itertools.count():
+            async with self._attempt(error):
+                try:
+                    completion = await self.client.complete(params)
+                except UpstreamError as exc:
+                    self._record(exc)
+                    delay = self._retry_delay(exc, retry)
+                    if delay is None:
+                        raise
+                    error = exc
+                else:
+                    self.breaker.success()
+                    return completion
+            await self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def stream(self, params: ChatParams) -> AsyncGenerator[Delta | StreamEnd]:
+        error: UpstreamError | None = None
+        for retry in itertools.count():
+            started = False
+            async with (
+                self._attempt(error),
+                aclosing(self.client.stream(params)) as events,
+            ):
+                try:
+                    async for event in events:
+                        started = started or isinstance(event, Delta)
+                        yield event
+                except UpstreamError as exc:
+                    self._record(exc)
+                    delay = None if started else self._retry_delay(exc, retry)
+                    if delay is None:
+                        raise
+                    error = exc
+                else:
+                    self.breaker.success()
+                    return
+            await self._sleep(delay)
+
+
+class ResilientClient:
+    """The primary upstream, then each fallback in order, as one client."""
+
+    def __init__(self, upstreams: Sequence[Upstream]) -> None:
+        if not upstreams:
+            raise ValueError("at least one upstream is required")
+        self.upstreams = tuple(upstreams)
+
+    def __repr__(self) -> str:
+        return f"ResilientClient({[u.client for u in self.upstreams]!r})"
+
+    @property
+    def model(self) -> str:
+        """The primary's model: what a question that reached none is stored with."""
+        return self.upstreams[0].client.model
+
+    @property
+    def circuit(self) -> CircuitState:
+        return self.upstreams[0].breaker.state
+
+    async def complete(self, params: ChatParams) -> Completion:
+        errors: list[UpstreamError] = []
+        for upstream in self.upstreams:
+            try:
+                return await upstream.complete(params)
+            except UpstreamError as exc:
+                errors.append(exc)
+        raise _reported(errors)
+
+    async def stream(self, params: ChatParams) -> AsyncGenerator[Delta | StreamEnd]:
+        errors: list[UpstreamError] = []
+        for upstream in self.upstreams:
+            started = False
+            try:
+                async with aclosing(upstream.stream(params)) as events:
+                    async for event in events:
+                        started = started or isinstance(event, Delta)
+                        yield event
+            except UpstreamError as exc:
+                if started:
+                    raise
+                errors.append(exc)
+            else:
+                return
+        raise _reported(errors)
+
+    async def check(self) -> bool:
+        """True when any upstream lists its models."""
+        results = await asyncio.gather(*(u.client.check() for u in self.upstreams))
+        return any(results)
+
+
+def _reported(errors: list[UpstreamError]) -> UpstreamError:
+    """The first real failure; if every upstream turned the request away (busy or
+    circuit open), the busy error that allows the soonest retry."""
+    for error in errors:
+        if not isinstance(error, UpstreamBusy):
+            return error
+    busy = [error for error in errors if isinstance(error, UpstreamBusy)]
+    return min(busy, key=lambda error: error.retry_after)
+
+
+def build_client(settings: Settings, http: aiohttp.ClientSession) -> ResilientClient:
+    """The configured primary and fallbacks, each with its own breaker and cap."""
+    if settings.llm_base_url is None or settings.llm_model is None:
+        raise ValueError("no LLM upstream is configured")
+    configs = [
+        (settings.llm_base_url, settings.llm_model, settings.llm_api_key),
+        *((f.base_url, f.model, f.api_key) for f in settings.llm_fallback_urls),
+    ]
+    retry = RetryPolicy(
+        max_retries=settings.llm_max_retries,
+        retry_after_cap=settings.llm_retry_after_cap,
+    )
+    return ResilientClient(
+        [
+            Upstream(
+                LLMClient(
+                    http,
+                    base_url=base_url,
+                    model=model,
+                    api_key=api_key.get_secret_value() if api_key else None,
+                    connect_timeout=settings.llm_connect_timeout,
+                    read_timeout=settings.llm_read_timeout,
+                    system_prompt=settings.llm_system_prompt,
+                    max_response_bytes=settings.llm_max_response_bytes,
+                ),
+                breaker=CircuitBreaker(
+                    failures=settings.llm_breaker_failures,
+                    cooldown=settings.llm_breaker_cooldown,
+                ),
+                max_concurrency=settings.llm_max_concurrency,
+                queue_timeout=settings.llm_queue_timeout,
+                retry=retry,
+            )
+            for base_url, model, api_key in configs
+        ]
+    )
+
+
+def retry_after_header(error: UpstreamBusy) -> dict[str, str]:
+    """The Retry-After header for a 503 caused by `error`."""
+    return {"Retry-After": str(math.ceil(error.retry_after))}
