@@ -9,6 +9,7 @@ WORK=$(mktemp -d)
 PORT=${EXAMPLES_PORT:-8000}
 B=http://127.0.0.1:$PORT
 export ASKGATE_DATA_DIR=$WORK/data
+export ASKGATE_DAILY_TOKEN_QUOTA=50000
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 
 echo 'a long admin passphrase' | $ASKGATE create-admin --username root --password-stdin >/dev/null
@@ -67,6 +68,9 @@ CMD
 show "My latest questions (the last 3 unless limit says otherwise)" <<'CMD'
 $B/questions/me -H "Authorization: Bearer $TOKEN"
 CMD
+show "My token usage today" <<'CMD'
+$B/users/me/usage -H "Authorization: Bearer $TOKEN"
+CMD
 QID=$(curl -s "$B/questions/me?limit=1" -H "Authorization: Bearer $TOKEN" | field '[0]["id"]')
 show "Page back with before_id" <<'CMD'
 "$B/questions/me?limit=1&before_id=$QID" -H "Authorization: Bearer $TOKEN"
@@ -110,9 +114,9 @@ BOB=$(curl -s "$B/users?q=bob" -H "Authorization: Bearer $ADMIN" | field '[0]["i
 show "Admin: read a user" <<'CMD'
 $B/users/$BOB -H "Authorization: Bearer $ADMIN"
 CMD
-show "Admin: change a role or deactivate" <<'CMD'
+show "Admin: change a role, deactivate, or override the daily token quota (0: unlimited)" <<'CMD'
 -X PATCH $B/users/$BOB -H "Authorization: Bearer $ADMIN" \
-  -H 'Content-Type: application/json' -d '{"is_active": false}'
+  -H 'Content-Type: application/json' -d '{"is_active": false, "daily_token_quota": 0}'
 CMD
 show "Admin: every user's questions" <<'CMD'
 -i "$B/questions?limit=1" -H "Authorization: Bearer $ADMIN"

@@ -69,7 +69,11 @@ _ASK_RESPONSES: dict[int | str, dict[str, Any]] = {
         "`cancelled`.\n\n"
         "Each user may ask `ASKGATE_QUESTIONS_PER_MINUTE` (default 30) questions "
         "per minute; more answer 429 with `Retry-After`. Every answer carries "
-        "`X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`."
+        "`X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`.\n\n"
+        "Each question first reserves its `max_tokens` plus its length from the "
+        "user's daily token quota (`GET /users/me/usage`); over quota it answers 429 "
+        "with `Retry-After` (seconds until 00:00 UTC). When the upstream's circuit "
+        "is open or no slot frees up in time, it answers 503 with `Retry-After`."
     ),
     responses=_ASK_RESPONSES,
 )
