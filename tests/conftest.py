@@ -1,3 +1,4 @@
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -5,6 +6,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 
 from askgate import migrate
@@ -110,3 +112,28 @@ async def user_headers(client: httpx.AsyncClient, user: Account) -> dict[str, st
 @pytest.fixture
 async def admin_headers(client: httpx.AsyncClient, admin: Account) -> dict[str, str]:
     return await auth_headers(client, admin)
+
+
+@pytest.fixture
+async def server_url(app: FastAPI) -> AsyncIterator[str]:
+    """The app served by uvicorn on a real socket (its lifespan already ran)."""
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="off",
+        log_level="warning",
+        # A stream the app failed to stop must not hang the suite at shutdown.
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not task.done(), "uvicorn stopped while starting"
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

@@ -66,6 +66,7 @@ class FakeUpstream:
         self.max_in_flight = 0
         self.streams_started = 0
         self.streams_closed_by_client = 0
+        self.hangs_abandoned_by_client = 0
         # Set on stop: hanging handlers return, so cleanup does not wait for them
         # (aiohttp would give them its 60 s shutdown timeout).
         self._released = asyncio.Event()
@@ -101,6 +102,14 @@ class FakeUpstream:
             self.gate.set()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _hang(self, request: web.Request) -> None:
+        """Answer nothing until stopped, noticing when the client hangs up."""
+        while not self._released.is_set():
+            if request.transport is None or request.transport.is_closing():
+                self.hangs_abandoned_by_client += 1
+                raise ConnectionResetError("the client hung up")
+            await asyncio.sleep(0.02)
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": MODEL}]})
@@ -141,7 +150,7 @@ class FakeUpstream:
         if mode == "no_choices":
             return web.json_response({"id": "x", "object": "chat.completion"})
         if mode == "hang":
-            await self._released.wait()
+            await self._hang(request)
         if body.get("stream"):
             return await self._stream(request, content, mode)
         text = _answer(content, mode)

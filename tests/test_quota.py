@@ -14,8 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from askgate.config import Settings
 from askgate.quota.service import PROMPT_OVERHEAD_TOKENS
@@ -335,30 +333,6 @@ async def test_a_stream_over_quota_is_a_plain_429_not_a_stream(
     assert "quota" in response.json()["detail"]
     assert fake_upstream.requests == []
     assert await stored_questions(client, user_headers) == []
-
-
-@pytest.fixture
-async def server_url(app: FastAPI) -> AsyncIterator[str]:
-    """The app served by uvicorn on a real socket (its lifespan already ran)."""
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        lifespan="off",
-        log_level="warning",
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not task.done(), "uvicorn stopped while starting"
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def _read_deltas(lines: AsyncIterator[str], count: int) -> None:

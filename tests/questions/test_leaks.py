@@ -11,12 +11,10 @@ checked out of the pool.
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.pool import QueuePool
 
@@ -34,30 +32,6 @@ SETTLE_SECONDS = 5.0  # a deadline that keeps a failure from hanging, not a spee
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"questions_per_minute": 10_000})
-
-
-@pytest.fixture
-async def server_url(app: FastAPI) -> AsyncIterator[str]:
-    """The app served by uvicorn on a real socket (its lifespan already ran)."""
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        lifespan="off",
-        log_level="warning",
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not task.done(), "uvicorn stopped while starting"
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def _drop_stream(

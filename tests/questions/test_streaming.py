@@ -7,13 +7,10 @@ uvicorn in-process.
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from tests.fake_upstream import MODEL, FakeUpstream, answer_for
 
@@ -191,31 +188,6 @@ async def test_stream_replaces_unstorable_characters(
     assert last["question"]["answer"] == answer
     [question] = await history(client, user_headers)
     assert question["answer"] == answer
-
-
-@pytest.fixture
-async def server_url(app: FastAPI) -> AsyncIterator[str]:
-    """The app served by uvicorn on a real socket (its lifespan already ran)."""
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        lifespan="off",
-        log_level="warning",
-        # A stream the app failed to stop must not hang the suite at shutdown.
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not task.done(), "uvicorn stopped while starting"
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def _read_deltas(response: httpx.Response, count: int) -> list[str]:

@@ -1,10 +1,15 @@
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from askgate.auth.deps import AdminUser, CurrentUser
 from askgate.db import SessionDep
+from askgate.disconnect import (
+    CLIENT_CLOSED_REQUEST,
+    ClientDisconnected,
+    unless_disconnected,
+)
 from askgate.errors import UpstreamUnavailable, error_responses
 from askgate.questions import service
 from askgate.questions.deps import OwnedQuestion
@@ -78,6 +83,7 @@ _ASK_RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=_ASK_RESPONSES,
 )
 async def ask(
+    request: Request,
     data: QuestionCreate,
     user: CurrentUser,
     runtime: RuntimeDep,
@@ -96,13 +102,17 @@ async def ask(
             ),
             headers=rate_limit.headers(),
         )
-    question = await service.ask(
+    work = service.ask(
         db=runtime.db,
         llm=runtime.llm,
         settings=runtime.settings,
         user_id=user.id,
         data=data,
     )
+    try:
+        question = await unless_disconnected(request, work)
+    except ClientDisconnected:  # stored as cancelled by the service
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     return JSONResponse(
         QuestionRead.of(question).model_dump(mode="json"),
         status_code=status.HTTP_201_CREATED,
