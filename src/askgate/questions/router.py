@@ -69,9 +69,9 @@ _ASK_RESPONSES: dict[int | str, dict[str, Any]] = {
         "Sends the question to the LLM and stores it with the answer. Upstream "
         "failures answer 502 and timeouts 504; the question is stored anyway, with "
         'status `failed`. With `"stream": true` the answer arrives as server-sent '
-        "events and is stored when the stream ends; if the client disconnects, the "
-        "upstream request is cancelled and the partial answer is stored as "
-        "`cancelled`.\n\n"
+        "events and is stored when the stream ends. If the client disconnects, "
+        "streaming or not, the upstream request is cancelled and the question is "
+        "stored as `cancelled` (with the partial answer of a stream).\n\n"
         "Each user may ask `ASKGATE_QUESTIONS_PER_MINUTE` (default 30) questions "
         "per minute; more answer 429 with `Retry-After`. Every answer carries "
         "`X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`.\n\n"
