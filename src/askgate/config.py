@@ -4,7 +4,6 @@ import ipaddress
 import logging
 import os
 import secrets
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
@@ -155,7 +154,7 @@ class Settings(BaseSettings):
             raise ValueError("ASKGATE_LLM_MODEL is required with ASKGATE_LLM_BASE_URL")
         return self
 
-    @cached_property
+    @property
     def sqlalchemy_url(self) -> str:
         if self.database_url:
             return self.database_url
