@@ -123,6 +123,9 @@ async def server_url(app: FastAPI) -> AsyncIterator[str]:
         port=0,
         lifespan="off",
         log_level="warning",
+        # The options `askgate serve` passes to uvicorn.
+        server_header=False,
+        proxy_headers=False,
         # A stream the app failed to stop must not hang the suite at shutdown.
         timeout_graceful_shutdown=2,
     )
