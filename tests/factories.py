@@ -64,3 +64,14 @@ async def login(client: httpx.AsyncClient, account: Account) -> dict[str, str]:
 async def auth_headers(client: httpx.AsyncClient, account: Account) -> dict[str, str]:
     tokens = await login(client, account)
     return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+async def assert_login_ended(
+    client: httpx.AsyncClient, *, headers: dict[str, str], refresh_token: str
+) -> None:
+    """Both halves of a login are dead: its access token and its refresh token."""
+    assert (await client.get("/users/me", headers=headers)).status_code == 401
+    refreshed = await client.post(
+        "/auth/refresh", json={"refresh_token": refresh_token}
+    )
+    assert refreshed.status_code == 401

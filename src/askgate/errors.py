@@ -163,6 +163,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
 
 
+RETRY_AFTER_HEADER: dict[str, Any] = {
+    "description": "Seconds to wait before trying again",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries for the documented error statuses."""
     descriptions = {
@@ -183,9 +189,3 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     if 429 in responses:
         responses[429]["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
     return responses
-
-
-RETRY_AFTER_HEADER: dict[str, Any] = {
-    "description": "Seconds to wait before trying again",
-    "schema": {"type": "integer", "minimum": 1},
-}

@@ -4,7 +4,6 @@ from fastapi import APIRouter
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from askgate.llm.resilience import ResilientClient
 from askgate.runtime import RuntimeDep
 from askgate.schemas import Schema
 
@@ -64,11 +63,10 @@ async def health(runtime: RuntimeDep) -> Health:
     except (SQLAlchemyError, OSError):
         database = "error"
     llm: Literal["ok", "unreachable", "not_configured"] = "not_configured"
-    if runtime.llm is not None:
-        llm = "ok" if await runtime.llm.check() else "unreachable"
     circuit: Circuit | None = None
     upstreams: list[UpstreamHealth] = []
-    if isinstance(runtime.llm, ResilientClient):
+    if runtime.llm is not None:
+        llm = "ok" if await runtime.llm.check() else "unreachable"
         circuit = runtime.llm.circuit.value
         upstreams = [
             UpstreamHealth(

@@ -5,7 +5,13 @@ import pytest
 
 from askgate.db import Database
 from askgate.users.models import Role
-from tests.factories import Account, auth_headers, create_user, login
+from tests.factories import (
+    Account,
+    assert_login_ended,
+    auth_headers,
+    create_user,
+    login,
+)
 
 NEW_PASSWORD = "an admin-chosen passphrase"
 
@@ -317,11 +323,9 @@ async def test_deactivation_ends_logins_and_reactivation_allows_them_again(
 
     assert response.status_code == 200
     assert response.json()["is_active"] is False
-    assert (await client.get("/users/me", headers=headers)).status_code == 401
-    refreshed = await client.post(
-        "/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    await assert_login_ended(
+        client, headers=headers, refresh_token=tokens["refresh_token"]
     )
-    assert refreshed.status_code == 401
     blocked = await client.post(
         "/auth/token", data={"username": user.username, "password": user.password}
     )
@@ -446,11 +450,9 @@ async def test_delete_a_user_with_their_questions_and_tokens(
         "/questions", params={"user_id": user.id}, headers=admin_headers
     )
     assert questions.json() == []
-    assert (await client.get("/users/me", headers=user_headers)).status_code == 401
-    refreshed = await client.post(
-        "/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    await assert_login_ended(
+        client, headers=user_headers, refresh_token=tokens["refresh_token"]
     )
-    assert refreshed.status_code == 401
     names, _ = await _list(client, admin_headers)
     assert user.username not in names
 

@@ -23,9 +23,10 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Iterator,
     Sequence,
 )
-from contextlib import aclosing, asynccontextmanager
+from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import aiohttp
@@ -137,6 +138,18 @@ class CircuitBreaker:
         self._trial_running = False
 
 
+@contextmanager
+def _reporting_instead_of_busy(previous: UpstreamError | None) -> Iterator[None]:
+    """A retry turned away (circuit open, no free slot) reports the failure that
+    caused the retry, not the refusal."""
+    try:
+        yield
+    except UpstreamBusy:
+        if previous is None:
+            raise
+        raise previous from None
+
+
 class Upstream:
     """One upstream behind its own breaker and concurrency cap, with retries."""
 
@@ -167,7 +180,7 @@ class Upstream:
         Failures are recorded by the caller; anything else that ends the attempt
         (the client leaving) gives a half-open trial back.
         """
-        try:
+        with _reporting_instead_of_busy(previous):
             self.breaker.check()
             try:
                 async with asyncio.timeout(self._queue_timeout):
@@ -178,13 +191,11 @@ class Upstream:
                     f"finished within {self._queue_timeout:g}s",
                     retry_after=BUSY_RETRY_AFTER,
                 ) from None
-        except UpstreamBusy:
-            if previous is None:
-                raise
-            raise previous from None
         self.in_flight += 1
         try:
-            is_trial = self._admit(previous)
+            with _reporting_instead_of_busy(previous):
+                # the circuit may have opened while this call waited for a slot
+                is_trial = self.breaker.admit()
             try:
                 yield
             finally:
@@ -193,14 +204,6 @@ class Upstream:
         finally:
             self.in_flight -= 1
             self._slots.release()
-
-    def _admit(self, previous: UpstreamError | None) -> bool:
-        try:
-            return self.breaker.admit()  # the circuit may have opened meanwhile
-        except UpstreamBusy:
-            if previous is None:
-                raise
-            raise previous from None
 
     def _record(self, exc: UpstreamError) -> None:
         if exc.upstream_fault:

@@ -8,7 +8,6 @@ part of the answer arrived, and pays for what the upstream reported or delivered
 """
 
 import asyncio
-import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Sequence
 from contextlib import aclosing
@@ -33,6 +32,7 @@ from askgate.llm.client import (
     UpstreamTimeout,
     Usage,
 )
+from askgate.llm.resilience import retry_after_header
 from askgate.questions.models import Question, QuestionStatus
 from askgate.questions.schemas import QuestionCreate, QuestionRead
 from askgate.quota import service as quota
@@ -128,25 +128,37 @@ def _params(data: QuestionCreate, settings: Settings) -> ChatParams:
     )
 
 
-async def _reserve(
-    db: Database, settings: Settings, user_id: int, params: ChatParams
-) -> quota.Reservation:
-    """Hold the most the question can cost, or raise QuotaExceeded (429)."""
+async def _begin(
+    db: Database,
+    llm: ChatClient,
+    settings: Settings,
+    user_id: int,
+    data: QuestionCreate,
+) -> tuple[ChatParams, _Attempt]:
+    """The upstream call's parameters, and the attempt holding the most the
+    question can cost from the quota; raises QuotaExceeded (429) instead."""
+    params = _params(data, settings)
     bound = quota.prompt_bound(params.content, settings.llm_system_prompt)
     async with db.write() as session:
-        return await quota.reserve(
+        reservation = await quota.reserve(
             session=session,
             user_id=user_id,
             tokens=params.max_tokens + bound,
             default_quota=settings.daily_token_quota,
         )
+    attempt = _Attempt(
+        user_id=user_id,
+        content=data.content,
+        model=llm.model,
+        reservation=reservation,
+    )
+    return params, attempt
 
 
 def _http_error(exc: UpstreamError, question: Question) -> Exception:
     detail = f"{exc.detail} (question {question.id} was stored as failed)"
     if isinstance(exc, UpstreamBusy):
-        retry_after = str(math.ceil(exc.retry_after))
-        return UpstreamUnavailable(detail, headers={"Retry-After": retry_after})
+        return UpstreamUnavailable(detail, headers=retry_after_header(exc))
     if isinstance(exc, UpstreamTimeout):
         return UpstreamTimedOut(detail)
     return UpstreamFailed(detail)
@@ -160,13 +172,7 @@ async def ask(
     user_id: int,
     data: QuestionCreate,
 ) -> Question:
-    params = _params(data, settings)
-    attempt = _Attempt(
-        user_id=user_id,
-        content=data.content,
-        model=llm.model,
-        reservation=await _reserve(db, settings, user_id, params),
-    )
+    params, attempt = await _begin(db, llm, settings, user_id, data)
     try:
         completion = await llm.complete(params)
     except UpstreamError as exc:
@@ -200,13 +206,7 @@ async def ask_streaming(
     Awaited before the response starts, so a question over quota is a plain 429
     rather than a stream that fails.
     """
-    params = _params(data, settings)
-    attempt = _Attempt(
-        user_id=user_id,
-        content=data.content,
-        model=llm.model,
-        reservation=await _reserve(db, settings, user_id, params),
-    )
+    params, attempt = await _begin(db, llm, settings, user_id, data)
     return _stream(db=db, llm=llm, params=params, attempt=attempt)
 
 
