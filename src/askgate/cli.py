@@ -123,14 +123,13 @@ def _read_password(from_stdin: bool) -> str:
 async def _create_admin(settings: Settings, data: AdminUserCreate) -> int:
     db = Database(create_engine(settings.sqlalchemy_url))
     try:
-        async with db.write() as session:
-            user = await create_user(
-                session=session,
-                username=data.username,
-                password=data.password,
-                email=data.email,
-                role=Role.ADMIN,
-            )
+        user = await create_user(
+            db=db,
+            username=data.username,
+            password=data.password,
+            email=data.email,
+            role=Role.ADMIN,
+        )
         return user.id
     except Conflict as exc:
         raise CommandError(exc.detail) from None

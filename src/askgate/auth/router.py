@@ -4,7 +4,7 @@ from fastapi import APIRouter, Form, Response, status
 
 from askgate.auth import service
 from askgate.auth.schemas import RefreshRequest, TokenPair
-from askgate.db import SessionDep
+from askgate.db import DatabaseDep, SessionDep
 from askgate.errors import error_responses
 from askgate.runtime import SettingsDep
 from askgate.schemas import Storable
@@ -30,9 +30,9 @@ router = APIRouter(prefix="/auth", tags=["auth"])
     responses=error_responses(400, 409, 429),
     dependencies=[RegistrationRateLimit],
 )
-async def register(data: UserCreate, session: SessionDep) -> UserRead:
+async def register(data: UserCreate, db: DatabaseDep) -> UserRead:
     user = await create_user(
-        session=session,
+        db=db,
         username=data.username,
         password=data.password,
         email=data.email,
@@ -61,15 +61,15 @@ async def register(data: UserCreate, session: SessionDep) -> UserRead:
 async def token(
     username: Annotated[str, Form(min_length=1, max_length=128), Storable],
     password: Annotated[str, Form(min_length=1, max_length=PASSWORD_MAX), Storable],
-    session: SessionDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     guard: LoginThrottle,
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
 ) -> TokenPair:
     user = await service.authenticate(
-        session=session, guard=guard, username=username, password=password
+        db=db, guard=guard, username=username, password=password
     )
-    return await service.login(session=session, settings=settings, user=user)
+    return await service.login(db=db, settings=settings, user=user)
 
 
 @router.post(

@@ -1,4 +1,12 @@
-"""Login, refresh-token rotation with reuse detection, logout."""
+"""Login, refresh-token rotation with reuse detection, logout.
+
+A login keeps Argon2 (tens of milliseconds of CPU) out of every transaction, so
+that it never holds SQLite's write lock or a pooled connection: `authenticate`
+reads the user in a short read session and verifies the password with no session
+open; `login` then writes the new login in a short write transaction, which first
+checks that the password and the active flag are still the ones verified. Refresh
+and logout run in the request's session (db.py).
+"""
 
 from datetime import datetime, timedelta
 
@@ -15,7 +23,7 @@ from askgate.auth.security import (
     verify_password,
 )
 from askgate.config import Settings
-from askgate.db import utcnow
+from askgate.db import Database, utcnow
 from askgate.errors import NotAuthenticated
 from askgate.throttle import LoginGuard
 from askgate.users.models import User
@@ -30,7 +38,7 @@ REUSED_REFRESH_TOKEN = (
 
 
 async def authenticate(
-    *, session: AsyncSession, guard: LoginGuard, username: str, password: str
+    *, db: Database, guard: LoginGuard, username: str, password: str
 ) -> User:
     """The user, or one 401 for every failure (unknown, wrong password, inactive).
 
@@ -39,7 +47,8 @@ async def authenticate(
     anything is looked up) does not tell whether the account exists either.
     """
     await guard.begin(username)
-    user = await find_by_username(session=session, username=username)
+    async with db.read() as session:
+        user = await find_by_username(session=session, username=username)
     valid = await verify_password(password, user.password_hash if user else None)
     if user is None or not valid or not user.is_active:
         await guard.failed()
@@ -74,18 +83,39 @@ async def _issue(
     )
 
 
-async def login(*, session: AsyncSession, settings: Settings, user: User) -> TokenPair:
-    """Start a new login (a refresh-token family) and issue its first pair."""
-    auth_session = AuthSession(
-        id=new_session_id(),
-        user_id=user.id,
-        expires_at=utcnow() + timedelta(days=settings.refresh_token_expire_days),
-    )
-    session.add(auth_session)
-    await session.flush()
-    return await _issue(
-        session=session, settings=settings, user_id=user.id, session_id=auth_session.id
-    )
+async def login(*, db: Database, settings: Settings, user: User) -> TokenPair:
+    """Start a new login (a refresh-token family) and issue its first pair.
+
+    `user` is as `authenticate` read it, before the password check: a password
+    change or a deactivation may have committed since. The user's row is locked
+    (PostgreSQL; SQLite's writer holds the lock already) and must still have the
+    verified hash and be active, or a password change would not end this login.
+    """
+    async with db.write() as session:
+        unchanged = await session.scalar(
+            select(User.id)
+            .where(
+                User.id == user.id,
+                User.password_hash == user.password_hash,
+                User.is_active.is_(True),
+            )
+            .with_for_update()
+        )
+        if unchanged is None:
+            raise NotAuthenticated(BAD_CREDENTIALS)
+        auth_session = AuthSession(
+            id=new_session_id(),
+            user_id=user.id,
+            expires_at=utcnow() + timedelta(days=settings.refresh_token_expire_days),
+        )
+        session.add(auth_session)
+        await session.flush()
+        return await _issue(
+            session=session,
+            settings=settings,
+            user_id=user.id,
+            session_id=auth_session.id,
+        )
 
 
 async def _revoke_family(session: AsyncSession, session_id: str, now: datetime) -> None:

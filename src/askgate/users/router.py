@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from askgate.auth.deps import AdminUser, CurrentUser
-from askgate.db import SessionDep
+from askgate.db import DatabaseDep, SessionDep
 from askgate.errors import Conflict, error_responses
 from askgate.quota import service as quota_service
 from askgate.quota.schemas import TokenUsageRead
@@ -65,10 +65,8 @@ async def my_usage(
     ),
     responses=error_responses(400, 401, 409),
 )
-async def update_me(
-    data: UserUpdateMe, user: CurrentUser, session: SessionDep
-) -> UserRead:
-    updated = await service.update_me(session=session, user_id=user.id, data=data)
+async def update_me(data: UserUpdateMe, user: CurrentUser, db: DatabaseDep) -> UserRead:
+    updated = await service.update_me(db=db, user_id=user.id, data=data)
     return UserRead.model_validate(updated)
 
 
@@ -119,10 +117,10 @@ async def list_users(
     responses=error_responses(400, 401, 403, 409),
 )
 async def create_user(
-    data: AdminUserCreate, admin: AdminUser, session: SessionDep
+    data: AdminUserCreate, admin: AdminUser, db: DatabaseDep
 ) -> AdminUserRead:
     user = await service.create_user(
-        session=session,
+        db=db,
         username=data.username,
         password=data.password,
         email=data.email,
@@ -164,7 +162,7 @@ async def update_user(
     user_id: UserId, data: AdminUserUpdate, admin: AdminUser, session: SessionDep
 ) -> AdminUserRead:
     user = await service.admin_update(
-        session=session, actor=admin, user_id=user_id, data=data
+        session=session, actor_id=admin.id, user_id=user_id, data=data
     )
     return AdminUserRead.model_validate(user)
 

@@ -1,4 +1,17 @@
-"""User accounts. Services flush; the caller's transaction commits (see db.py)."""
+"""User accounts.
+
+Services over a session flush and leave the commit to their caller (see db.py).
+The three that hash or verify a password keep Argon2 (tens of milliseconds of CPU)
+out of every transaction, so that it never holds SQLite's write lock or a pooled
+connection; they open their own short sessions:
+
+- create_user: a read (are the name and email free?), the hash with no session
+  open, then a write transaction that checks again and inserts.
+- update_me: with a new password, a read of the current hash, its check and the new
+  hash with no session open, then a write transaction that refuses (409) if the
+  hash changed meanwhile; without one, the write transaction alone.
+- ensure_admin: hashes before the first statement of the write session it is given.
+"""
 
 from collections.abc import Sequence
 
@@ -8,13 +21,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from askgate.auth.models import AuthSession
 from askgate.auth.security import hash_password, verify_password
-from askgate.db import utcnow
+from askgate.db import Database, utcnow
 from askgate.errors import Conflict, InvalidInput, NotFound
 from askgate.users.models import Role, User
 from askgate.users.schemas import AdminUserUpdate, UserUpdateMe
 
 USERNAME_TAKEN = "This username is already taken"
 EMAIL_TAKEN = "This email address is already registered"
+PASSWORD_CHANGED_MEANWHILE = (
+    "The password was changed by another request meanwhile; log in again with "
+    "the new password"
+)
 
 
 async def get_user(*, session: AsyncSession, user_id: int) -> User:
@@ -62,18 +79,44 @@ async def _flush_unique(session: AsyncSession) -> None:
 
 async def create_user(
     *,
-    session: AsyncSession,
+    db: Database,
     username: str,
     password: str,
     email: str | None = None,
     role: Role = Role.USER,
     is_active: bool = True,
 ) -> User:
+    """Registration and admin creation: a read, the hash, a write (module doc)."""
+    # Checked before hashing too, so that a taken name costs no Argon2.
+    async with db.read() as session:
+        await _ensure_available(session=session, username=username, email=email)
+    password_hash = await hash_password(password)
+    async with db.write() as session:
+        return await add_user(
+            session=session,
+            username=username,
+            password_hash=password_hash,
+            email=email,
+            role=role,
+            is_active=is_active,
+        )
+
+
+async def add_user(
+    *,
+    session: AsyncSession,
+    username: str,
+    password_hash: str,
+    email: str | None = None,
+    role: Role = Role.USER,
+    is_active: bool = True,
+) -> User:
+    """Insert a user whose password is already hashed; 409 if a name is taken."""
     await _ensure_available(session=session, username=username, email=email)
     user = User(
         username=username,
         email=email,
-        password_hash=await hash_password(password),
+        password_hash=password_hash,
         role=role,
         is_active=is_active,
     )
@@ -91,21 +134,56 @@ async def revoke_sessions(*, session: AsyncSession, user_id: int) -> None:
     )
 
 
-async def update_me(*, session: AsyncSession, user_id: int, data: UserUpdateMe) -> User:
-    user = await get_user(session=session, user_id=user_id)
+async def update_me(*, db: Database, user_id: int, data: UserUpdateMe) -> User:
+    """Change one's own account; a new password ends every login (module doc)."""
     fields = data.model_fields_set
+    password_change = None
     if "password" in fields and data.password is not None:
         if data.current_password is None:
             raise InvalidInput("current_password is required to change the password")
-        if not await verify_password(data.current_password, user.password_hash):
-            raise InvalidInput("current_password is incorrect")
-        user.password_hash = await hash_password(data.password)
-        await revoke_sessions(session=session, user_id=user.id)
+        password_change = await _check_and_hash(
+            db=db,
+            user_id=user_id,
+            current_password=data.current_password,
+            new_password=data.password,
+        )
     elif "current_password" in fields:
         raise InvalidInput("current_password is only used with password")
-    if "username" in fields:
-        if data.username is None:
-            raise InvalidInput("username cannot be null")
+    if "username" in fields and data.username is None:
+        raise InvalidInput("username cannot be null")
+    async with db.write() as session:
+        # Locked (PostgreSQL; SQLite's writer holds the lock already), so that
+        # of two changes checked against one hash only the first can write.
+        user = await session.get(User, user_id, with_for_update=True)
+        if user is None:
+            raise NotFound("User not found")
+        if password_change is not None:
+            checked_hash, new_hash = password_change
+            if user.password_hash != checked_hash:
+                # Another change won meanwhile: this one checked a gone password.
+                raise Conflict(PASSWORD_CHANGED_MEANWHILE)
+            user.password_hash = new_hash
+            await revoke_sessions(session=session, user_id=user.id)
+        await _apply_names(session=session, user=user, data=data)
+        return user
+
+
+async def _check_and_hash(
+    *, db: Database, user_id: int, current_password: str, new_password: str
+) -> tuple[str, str]:
+    """(the hash the current password was checked against, the new hash)."""
+    async with db.read() as session:
+        checked_hash = (await get_user(session=session, user_id=user_id)).password_hash
+    if not await verify_password(current_password, checked_hash):
+        raise InvalidInput("current_password is incorrect")
+    return checked_hash, await hash_password(new_password)
+
+
+async def _apply_names(
+    *, session: AsyncSession, user: User, data: UserUpdateMe
+) -> None:
+    fields = data.model_fields_set
+    if "username" in fields and data.username is not None:
         await _ensure_available(
             session=session, username=data.username, email=None, exclude_id=user.id
         )
@@ -117,15 +195,14 @@ async def update_me(*, session: AsyncSession, user_id: int, data: UserUpdateMe) 
             )
         user.email = data.email
     await _flush_unique(session)
-    return user
 
 
 async def admin_update(
-    *, session: AsyncSession, actor: User, user_id: int, data: AdminUserUpdate
+    *, session: AsyncSession, actor_id: int, user_id: int, data: AdminUserUpdate
 ) -> User:
     user = await get_user(session=session, user_id=user_id)
     fields = data.model_fields_set
-    if user.id == actor.id and (
+    if user.id == actor_id and (
         ("role" in fields and data.role != user.role)
         or ("is_active" in fields and data.is_active is False)
     ):
@@ -172,10 +249,16 @@ async def list_users(
 async def ensure_admin(
     *, session: AsyncSession, username: str, password: str
 ) -> User | None:
-    """Create the first admin unless an admin exists; returns it when created."""
+    """Create the first admin unless an admin exists; returns it when created.
+
+    `session` must be a write session that has run nothing yet: the password is
+    hashed before its first statement, while it holds no connection and no lock.
+    (So a start with an admin already there hashes for nothing: once per start.)
+    """
+    password_hash = await hash_password(password)
     existing = await session.scalar(select(User.id).where(User.role == Role.ADMIN))
     if existing is not None:
         return None
-    return await create_user(
-        session=session, username=username, password=password, role=Role.ADMIN
+    return await add_user(
+        session=session, username=username, password_hash=password_hash, role=Role.ADMIN
     )
