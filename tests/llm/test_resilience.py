@@ -17,15 +17,8 @@ import httpx
 import pytest
 
 from askgate.config import Settings, UpstreamConfig
-from askgate.llm.client import (
-    ChatParams,
-    Completion,
-    Delta,
-    LLMClient,
-    StreamEnd,
-    UpstreamBusy,
-    UpstreamError,
-)
+from askgate.llm.errors import UpstreamBusy, UpstreamError
+from askgate.llm.http import LLMClient
 from askgate.llm.resilience import (
     CircuitBreaker,
     CircuitState,
@@ -34,6 +27,7 @@ from askgate.llm.resilience import (
     Upstream,
     build_client,
 )
+from askgate.llm.types import ChatParams, Completion, Delta, StreamEnd
 from askgate.runtime import Runtime
 from tests.fake_upstream import MODEL, FakeUpstream, answer_for
 

@@ -15,7 +15,6 @@ delta of an async generator" is the heart of them and fits no decorator.
 import asyncio
 import enum
 import itertools
-import math
 import random
 import time
 from collections.abc import (
@@ -32,15 +31,9 @@ from dataclasses import dataclass
 import aiohttp
 
 from askgate.config import Settings
-from askgate.llm.client import (
-    ChatParams,
-    Completion,
-    Delta,
-    LLMClient,
-    StreamEnd,
-    UpstreamBusy,
-    UpstreamError,
-)
+from askgate.llm.errors import UpstreamBusy, UpstreamError
+from askgate.llm.http import LLMClient
+from askgate.llm.types import ChatParams, Completion, Delta, StreamEnd
 
 # How soon a caller turned away because every slot stayed taken may try again.
 BUSY_RETRY_AFTER = 5.0
@@ -357,8 +350,3 @@ def build_client(settings: Settings, http: aiohttp.ClientSession) -> ResilientCl
             for base_url, model, api_key in configs
         ]
     )
-
-
-def retry_after_header(error: UpstreamBusy) -> dict[str, str]:
-    """The Retry-After header for a 503 caused by `error`."""
-    return {"Retry-After": str(math.ceil(error.retry_after))}

@@ -22,17 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from askgate.config import Settings
 from askgate.db import Database, utcnow
 from askgate.errors import UpstreamFailed, UpstreamTimedOut, UpstreamUnavailable
-from askgate.llm.client import (
-    ChatClient,
-    ChatParams,
-    Delta,
-    StreamEnd,
+from askgate.llm.errors import (
     UpstreamBusy,
     UpstreamError,
     UpstreamTimeout,
-    Usage,
+    retry_after_header,
 )
-from askgate.llm.resilience import retry_after_header
+from askgate.llm.types import ChatClient, ChatParams, Delta, StreamEnd, Usage
 from askgate.questions.models import Question, QuestionStatus
 from askgate.questions.schemas import QuestionCreate, QuestionRead
 from askgate.quota import service as quota

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from askgate.db import utcnow
 from askgate.errors import TooManyRequests
-from askgate.llm.client import Usage
+from askgate.llm.types import Usage
 from askgate.quota.models import TokenUsage
 from askgate.users.models import User
 

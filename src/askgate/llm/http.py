@@ -1,0 +1,142 @@
+"""An OpenAI-compatible chat-completions client over the process's aiohttp session.
+
+No SDK: one POST to `{base_url}/chat/completions`, JSON or server-sent events.
+Timeouts are per phase (connect, and the gap between two reads), not one total
+timeout, which would cut long streams. Retries, fallbacks, the circuit breaker and
+the concurrency cap wrap this client in `askgate.llm.resilience`.
+"""
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
+
+import aiohttp
+
+from askgate.llm.errors import check_content_type, check_status, too_large, translate
+from askgate.llm.parsing import parse_completion, parse_events
+from askgate.llm.types import ChatParams, Completion, Delta, StreamEnd
+
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+
+
+class LLMClient:
+    """One upstream, one attempt per call."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        system_prompt: str = "",
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self._http = http
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self._api_key = api_key
+        self._system_prompt = system_prompt
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._read_timeout = read_timeout
+        self._max_response_bytes = max_response_bytes
+
+    def __repr__(self) -> str:  # the key stays out of reprs and logs
+        return f"LLMClient(base_url={self.base_url!r}, model={self.model!r})"
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    def _payload(self, params: ChatParams, *, stream: bool) -> dict[str, Any]:
+        messages = []
+        if self._system_prompt:
+            messages.append({"role": "system", "content": self._system_prompt})
+        messages.append({"role": "user", "content": params.content})
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": params.max_tokens,
+            "stream": stream,
+        }
+        if params.temperature is not None:
+            payload["temperature"] = params.temperature
+        if stream:
+            payload["stream_options"] = {"include_usage": True}
+        return payload
+
+    async def complete(self, params: ChatParams) -> Completion:
+        try:
+            async with self._http.post(
+                f"{self.base_url}/chat/completions",
+                json=self._payload(params, stream=False),
+                headers=self._headers(),
+                timeout=self._timeout,
+            ) as response:
+                check_status(response)
+                check_content_type(response, "application/json")
+                body = await _read_capped(response, self._max_response_bytes)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise translate(exc, self._read_timeout) from None
+        return parse_completion(body, default_model=self.model)
+
+    async def stream(self, params: ChatParams) -> AsyncGenerator[Delta | StreamEnd]:
+        """Deltas as they arrive, then one StreamEnd; raises UpstreamError.
+
+        If the consumer stops (the client left), leaving the `async with` closes
+        the upstream connection, which cancels the generation upstream.
+        """
+        try:
+            async with self._http.post(
+                f"{self.base_url}/chat/completions",
+                json=self._payload(params, stream=True),
+                headers=self._headers(),
+                timeout=self._timeout,
+            ) as response:
+                try:
+                    check_status(response)
+                    check_content_type(response, "text/event-stream")
+                    events = parse_events(
+                        response.content.iter_any(),
+                        default_model=self.model,
+                        limit=self._max_response_bytes,
+                    )
+                    async with aclosing(events):
+                        async for event in events:
+                            yield event
+                except BaseException:
+                    response.close()  # drop the connection, don't drain it
+                    raise
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise translate(exc, self._read_timeout) from None
+
+    async def check(self) -> bool:
+        """Cheap liveness probe: GET {base_url}/models."""
+        try:
+            async with self._http.get(
+                f"{self.base_url}/models",
+                headers=self._headers(),
+                timeout=aiohttp.ClientTimeout(total=3),
+            ) as response:
+                return response.status == 200
+        except (TimeoutError, aiohttp.ClientError):
+            return False
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    if (response.content_length or 0) > limit:
+        raise too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,130 @@
+"""Reading what an OpenAI-compatible upstream sends: a completion as one JSON
+object, or a stream of server-sent events, each a JSON chunk. Whatever the
+upstream sends, the text that comes out can be stored (see `_storable`).
+"""
+
+import json
+import re
+from collections.abc import AsyncGenerator, AsyncIterable
+from typing import Any
+
+from askgate.llm.errors import UpstreamError, invalid_response, too_large
+from askgate.llm.types import Completion, Delta, StreamEnd, Usage
+
+MAX_STREAM_LINE_BYTES = 256 * 1024
+MAX_MODEL_NAME = 200  # the width of questions.model
+# JSON can escape a lone surrogate ("\ud800"), which UTF-8 cannot encode, and NUL,
+# which PostgreSQL text cannot hold: either would fail the answer's storage.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def parse_completion(body: bytes, *, default_model: str) -> Completion:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise invalid_response("not JSON") from None
+    if not isinstance(data, dict):
+        raise invalid_response("not a JSON object")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise invalid_response("no choices")
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    text = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(text, str):
+        raise invalid_response("no message content")
+    return Completion(
+        text=_storable(text),
+        model=_model_name(data.get("model"), default_model),
+        usage=_usage(data.get("usage")),
+    )
+
+
+async def parse_events(
+    chunks: AsyncIterable[bytes], *, default_model: str, limit: int
+) -> AsyncGenerator[Delta | StreamEnd]:
+    """The stream's events from its body's chunks; raises UpstreamError.
+
+    Memory stays bounded: one line of at most MAX_STREAM_LINE_BYTES is buffered,
+    and the answer's text may reach `limit` bytes (the service keeps it whole to
+    store it).
+    """
+    model = default_model
+    usage = Usage(None, None)
+    deltas = 0
+    text_bytes = 0
+    finished = False
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        if len(buffer) > MAX_STREAM_LINE_BYTES:
+            raise invalid_response("an event line is too long")
+        for raw in lines:
+            line = raw.strip()
+            if not line.startswith(b"data:"):
+                continue  # comments, event names, ids, blank separators
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                yield StreamEnd(model=model, usage=_settled(usage, deltas))
+                return
+            event = _parse_event(data)
+            model = _model_name(event.get("model"), model)
+            if event.get("usage"):
+                usage = _usage(event["usage"])
+            for choice in event.get("choices") or []:
+                if not isinstance(choice, dict):
+                    continue
+                delta = choice.get("delta")
+                text = delta.get("content") if isinstance(delta, dict) else None
+                if isinstance(text, str) and text:
+                    deltas += 1
+                    text_bytes += len(text.encode("utf-8", "surrogatepass"))
+                    if text_bytes > limit:
+                        raise too_large(limit)
+                    yield Delta(_storable(text))
+                if choice.get("finish_reason"):
+                    finished = True
+    if not finished:
+        raise UpstreamError("The LLM upstream stream ended before the answer did")
+    yield StreamEnd(model=model, usage=_settled(usage, deltas))
+
+
+def _parse_event(data: bytes) -> dict[str, Any]:
+    try:
+        event = json.loads(data)
+    except (ValueError, RecursionError):
+        raise invalid_response("an event is not JSON") from None
+    if not isinstance(event, dict):
+        raise invalid_response("an event is not a JSON object")
+    if "error" in event:
+        raise UpstreamError("The LLM upstream reported an error mid-stream")
+    return event
+
+
+def _usage(data: Any) -> Usage:
+    if not isinstance(data, dict):
+        return Usage(None, None)
+
+    def count(key: str) -> int | None:
+        value = data.get(key)
+        return value if isinstance(value, int) and value >= 0 else None
+
+    return Usage(count("prompt_tokens"), count("completion_tokens"))
+
+
+def _storable(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def _model_name(value: Any, default: str) -> str:
+    if not isinstance(value, str) or not value:
+        return default
+    return _storable(value)[:MAX_MODEL_NAME]
+
+
+def _settled(usage: Usage, deltas: int) -> Usage:
+    # Upstreams that ignore stream_options send no usage; each delta is then
+    # counted as one token (how OpenAI-compatible servers chunk their output).
+    if usage.completion_tokens is None:
+        return Usage(usage.prompt_tokens, deltas)
+    return usage
