@@ -7,7 +7,8 @@ against the fake upstream; what a caller sees goes through HTTP.
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from askgate.config import Settings, UpstreamConfig
-from askgate.llm.errors import UpstreamBusy, UpstreamError
+from askgate.llm.errors import UpstreamBusy, UpstreamError, UpstreamTimeout
 from askgate.llm.http import LLMClient
 from askgate.llm.resilience import (
     CircuitBreaker,
@@ -78,13 +79,14 @@ def make_upstream(
     queue_timeout: float = 30.0,
     sleeps: Sleeps | None = None,
     max_response_bytes: int = 4 * 1024 * 1024,
+    read_timeout: float = 1.0,
 ) -> Upstream:
     return Upstream(
         LLMClient(
             http,
             base_url=fake.base_url,
             model=model,
-            read_timeout=1.0,
+            read_timeout=read_timeout,
             max_response_bytes=max_response_bytes,
         ),
         breaker=CircuitBreaker(
@@ -407,8 +409,22 @@ async def second_upstream() -> AsyncIterator[FakeUpstream]:
     await upstream.stop()
 
 
-@pytest.mark.parametrize("mode", ["status_500", "wrong_content_type", "down"])
-async def test_fallbacks_answer_when_the_primary_fails_before_any_text(
+def two_upstreams(
+    http: aiohttp.ClientSession,
+    primary: FakeUpstream,
+    backup: FakeUpstream,
+    **options: Any,
+) -> ResilientClient:
+    return ResilientClient(
+        [
+            make_upstream(http, primary, **options),
+            make_upstream(http, backup, model="backup-model", **options),
+        ]
+    )
+
+
+@pytest.mark.parametrize("mode", ["status_503", "status_429", "down"])
+async def test_fallbacks_answer_when_the_primary_fails_for_a_retried_cause(
     http: aiohttp.ClientSession,
     fake_upstream: FakeUpstream,
     second_upstream: FakeUpstream,
@@ -418,12 +434,7 @@ async def test_fallbacks_answer_when_the_primary_fails_before_any_text(
         await fake_upstream.stop()
     else:
         fake_upstream.mode = mode
-    client = ResilientClient(
-        [
-            make_upstream(http, fake_upstream),
-            make_upstream(http, second_upstream, model="backup-model"),
-        ]
-    )
+    client = two_upstreams(http, fake_upstream, second_upstream)
 
     completion = await client.complete(PARAMS)
     events = await collect(client)
@@ -433,15 +444,101 @@ async def test_fallbacks_answer_when_the_primary_fails_before_any_text(
     assert client.model == MODEL
 
 
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        pytest.param("status_400", "HTTP 400", id="bad-request"),
+        pytest.param("status_500", "HTTP 500", id="server-error"),
+        pytest.param("garbage_json", "not JSON", id="invalid-answer"),
+        pytest.param("wrong_content_type", "sent text/html", id="content-type"),
+    ],
+)
+async def test_a_failure_that_is_not_retried_is_not_sent_to_the_fallbacks(
+    http: aiohttp.ClientSession,
+    fake_upstream: FakeUpstream,
+    second_upstream: FakeUpstream,
+    mode: str,
+    reason: str,
+) -> None:
+    fake_upstream.mode = mode
+    client = two_upstreams(http, fake_upstream, second_upstream)
+
+    with pytest.raises(UpstreamError, match=reason):
+        await client.complete(PARAMS)
+    with pytest.raises(UpstreamError):
+        await collect(client)
+
+    assert len(fake_upstream.requests) == 2
+    assert second_upstream.requests == []
+
+
+async def test_a_read_timeout_is_not_waited_for_again_on_the_fallbacks(
+    http: aiohttp.ClientSession,
+    fake_upstream: FakeUpstream,
+    second_upstream: FakeUpstream,
+) -> None:
+    fake_upstream.mode = second_upstream.mode = "hang"
+    read_timeout = 0.5
+    client = two_upstreams(
+        http, fake_upstream, second_upstream, read_timeout=read_timeout
+    )
+
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: client.complete(PARAMS),
+        lambda: collect(client),
+    ]
+    for call in calls:
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeout, match=r"nothing received for 0\.5s"):
+            await call()
+        # One read timeout, not one per upstream.
+        assert time.monotonic() - started < 2 * read_timeout
+
+    assert len(fake_upstream.requests) == 2
+    assert second_upstream.requests == []
+
+
+@pytest.mark.parametrize("cause", ["circuit_open", "no_free_slot"])
+async def test_fallbacks_answer_when_the_primary_turns_the_request_away(
+    http: aiohttp.ClientSession,
+    fake_upstream: FakeUpstream,
+    second_upstream: FakeUpstream,
+    cause: str,
+) -> None:
+    client = two_upstreams(
+        http, fake_upstream, second_upstream, max_concurrency=1, queue_timeout=0.1
+    )
+    primary = client.upstreams[0]
+    held: asyncio.Task[Completion] | None = None
+    if cause == "circuit_open":
+        for _ in range(5):
+            primary.breaker.failure()
+        assert state(primary.breaker) is CircuitState.OPEN
+    else:
+        fake_upstream.gate = asyncio.Event()
+        held = asyncio.create_task(primary.complete(PARAMS))
+        while not fake_upstream.requests:
+            await asyncio.sleep(0.01)
+
+    completion = await client.complete(PARAMS)
+    events = await collect(client)
+
+    assert completion.text == text_of(events) == answer_for("Hello there")
+    assert [r["model"] for r in second_upstream.requests] == ["backup-model"] * 2
+    assert len(fake_upstream.requests) == (0 if held is None else 1)
+    if held is not None:
+        assert fake_upstream.gate is not None
+        fake_upstream.gate.set()
+        await held
+
+
 async def test_no_fallback_once_the_primary_streamed_text(
     http: aiohttp.ClientSession,
     fake_upstream: FakeUpstream,
     second_upstream: FakeUpstream,
 ) -> None:
     fake_upstream.mode = "cut_stream"
-    client = ResilientClient(
-        [make_upstream(http, fake_upstream), make_upstream(http, second_upstream)]
-    )
+    client = two_upstreams(http, fake_upstream, second_upstream)
 
     with pytest.raises(UpstreamError, match="mid-answer"):
         await collect(client)
@@ -454,14 +551,14 @@ async def test_when_every_upstream_fails_the_primary_reason_is_reported(
     fake_upstream: FakeUpstream,
     second_upstream: FakeUpstream,
 ) -> None:
-    fake_upstream.mode = "status_500"
-    second_upstream.mode = "status_400"
-    client = ResilientClient(
-        [make_upstream(http, fake_upstream), make_upstream(http, second_upstream)]
-    )
+    fake_upstream.mode = "status_503"
+    second_upstream.mode = "status_502"
+    client = two_upstreams(http, fake_upstream, second_upstream)
 
-    with pytest.raises(UpstreamError, match="HTTP 500"):
+    with pytest.raises(UpstreamError, match="HTTP 503"):
         await client.complete(PARAMS)
+
+    assert len(second_upstream.requests) == 3  # the fallback was retried too
 
 
 async def test_busy_only_when_every_upstream_turned_the_request_away(
@@ -469,11 +566,9 @@ async def test_busy_only_when_every_upstream_turned_the_request_away(
     fake_upstream: FakeUpstream,
     second_upstream: FakeUpstream,
 ) -> None:
-    fake_upstream.mode = second_upstream.mode = "status_500"
-    primary = make_upstream(http, fake_upstream, failures=1)
-    backup = make_upstream(http, second_upstream, failures=1)
-    client = ResilientClient([primary, backup])
-    with pytest.raises(UpstreamError, match="HTTP 500"):
+    fake_upstream.mode = second_upstream.mode = "status_503"
+    client = two_upstreams(http, fake_upstream, second_upstream, failures=1)
+    with pytest.raises(UpstreamError, match="HTTP 503"):
         await client.complete(PARAMS)
 
     with pytest.raises(UpstreamBusy):

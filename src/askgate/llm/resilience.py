@@ -253,7 +253,11 @@ class Upstream:
 
 
 class ResilientClient:
-    """The primary upstream, then each fallback in order, as one client."""
+    """The primary upstream, then each fallback in order, as one client.
+
+    The next upstream is tried only for the causes that are retried (see
+    `_falls_back`); any other failure is the answer at once.
+    """
 
     def __init__(self, upstreams: Sequence[Upstream]) -> None:
         if not upstreams:
@@ -278,6 +282,8 @@ class ResilientClient:
             try:
                 return await upstream.complete(params)
             except UpstreamError as exc:
+                if not _falls_back(exc):
+                    raise
                 errors.append(exc)
         raise _reported(errors)
 
@@ -291,7 +297,7 @@ class ResilientClient:
                         started = started or isinstance(event, Delta)
                         yield event
             except UpstreamError as exc:
-                if started:
+                if started or not _falls_back(exc):
                     raise
                 errors.append(exc)
             else:
@@ -302,6 +308,16 @@ class ResilientClient:
         """True when any upstream lists its models."""
         results = await asyncio.gather(*(u.client.check() for u in self.upstreams))
         return any(results)
+
+
+def _falls_back(exc: UpstreamError) -> bool:
+    """Whether the next upstream may answer instead: only for the causes that are
+    retried (connection errors, 429/502/503/504, connect timeouts), or when the
+    upstream was not called at all (circuit open, no free slot). Anything else is
+    the answer at once: a request the upstream rejected (400) would be rejected by
+    each fallback too, and a read timeout would add one read timeout per fallback
+    to the caller's wait."""
+    return exc.transient or isinstance(exc, UpstreamBusy)
 
 
 def _reported(errors: list[UpstreamError]) -> UpstreamError:
