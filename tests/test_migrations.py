@@ -6,7 +6,14 @@ from alembic import command
 
 from askgate import migrate
 
-TABLES = {"users", "auth_sessions", "refresh_tokens", "questions", "token_usage"}
+TABLES = {
+    "users",
+    "auth_sessions",
+    "refresh_tokens",
+    "questions",
+    "token_usage",
+    "auth_epoch",
+}
 
 
 def _tables(path: Path) -> set[str]:

@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from askgate import __version__
+from askgate.auth.cache import CallerCache
 from askgate.auth.router import router as auth_router
 from askgate.config import Settings, ensure_secret_key
 from askgate.db import Database, create_engine
@@ -24,6 +25,7 @@ from askgate.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
+from askgate.questions.ledger import Ledger
 from askgate.questions.router import router as questions_router
 from askgate.runtime import Runtime
 from askgate.throttle import Throttle
@@ -85,9 +87,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limiter = await Throttle.open(settings)
         db = Database(create_engine(settings.sqlalchemy_url))
         http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=100, limit_per_host=100),
+            # No pool limit of its own: each upstream's concurrency cap
+            # (ASKGATE_LLM_MAX_CONCURRENCY) is the limit.
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
             raise_for_status=False,
         )
+        ledger = Ledger(db)
         try:
             app.state.runtime = Runtime(
                 settings=settings,
@@ -95,10 +100,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 http=http,
                 llm=_llm_client(settings, http),
                 limiter=limiter,
+                callers=CallerCache(db, settings.signing_key()),
+                ledger=ledger,
             )
             await _ensure_first_admin(settings, db)
             yield
         finally:
+            await ledger.drain()
             await http.close()
             await db.dispose()
             await limiter.close()

@@ -1,11 +1,12 @@
 """Every ORM model, imported in one place for Alembic and the app."""
 
-from askgate.auth.models import AuthSession, RefreshToken
+from askgate.auth.models import AuthEpoch, AuthSession, RefreshToken
 from askgate.questions.models import Question, QuestionStatus
 from askgate.quota.models import TokenUsage
 from askgate.users.models import Role, User
 
 __all__ = [
+    "AuthEpoch",
     "AuthSession",
     "Question",
     "QuestionStatus",

@@ -6,9 +6,11 @@ from typing import TYPE_CHECKING, Annotated
 import aiohttp
 from fastapi import Depends, Request
 
+from askgate.auth.cache import CallerCache
 from askgate.config import Settings
 from askgate.db import Database
 from askgate.llm.resilience import ResilientClient
+from askgate.questions.ledger import Ledger
 
 if TYPE_CHECKING:  # askgate.throttle depends on auth, which depends on this module
     from askgate.throttle import Throttle
@@ -21,6 +23,8 @@ class Runtime:
     http: aiohttp.ClientSession  # the one client session: pooled upstream connections
     llm: ResilientClient | None  # None: no upstream configured
     limiter: "Throttle"  # rate limits and login throttling
+    callers: CallerCache  # who holds an access token, kept exact by the auth epoch
+    ledger: Ledger  # the group-committed writes of asking
 
 
 # async on purpose: FastAPI runs plain `def` dependencies in a worker thread.

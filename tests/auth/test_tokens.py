@@ -13,7 +13,7 @@ import jwt
 import pytest
 from sqlalchemy import update
 
-from askgate.auth.deps import INVALID_TOKEN
+from askgate.auth.cache import INVALID_TOKEN
 from askgate.auth.models import AuthSession
 from askgate.auth.service import BAD_REFRESH_TOKEN, REUSED_REFRESH_TOKEN
 from askgate.db import Database, utcnow

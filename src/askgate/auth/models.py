@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from askgate.db import Base, UTCDateTime, utcnow
@@ -36,3 +36,19 @@ class RefreshToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuthEpoch(Base):
+    """One counter, bumped by database triggers on every UPDATE or DELETE of
+    `users` or `auth_sessions` (migration 20261202_auth_epoch).
+
+    Each process caches its callers and trusts an entry only while the epoch it
+    was loaded at is still current: a logout, password change, deactivation, role
+    change or deletion anywhere ends the cached access at once everywhere.
+    """
+
+    __tablename__ = "auth_epoch"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)

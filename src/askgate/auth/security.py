@@ -60,6 +60,10 @@ def new_session_id() -> str:
 class AccessClaims:
     user_id: int
     session_id: str
+    expires_at: float  # Unix time; the token is accepted until LEEWAY_SECONDS after
+
+    def expired(self, now: float) -> bool:
+        return now >= self.expires_at + LEEWAY_SECONDS
 
 
 class InvalidToken(Exception):
@@ -108,4 +112,6 @@ def decode_access_token(token: str, *, key: str) -> AccessClaims:
         raise InvalidToken("malformed subject")
     if not isinstance(session_id, str):
         raise InvalidToken("malformed session id")
-    return AccessClaims(user_id=user_id, session_id=session_id)
+    return AccessClaims(
+        user_id=user_id, session_id=session_id, expires_at=float(claims["exp"])
+    )

@@ -1,7 +1,6 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 
 from askgate.auth.deps import AdminUser, CurrentUser
 from askgate.db import SessionDep
@@ -94,29 +93,30 @@ async def ask(
     if data.stream:
         return EventStreamResponse(
             await service.ask_streaming(
-                db=runtime.db,
+                ledger=runtime.ledger,
                 llm=runtime.llm,
                 settings=runtime.settings,
-                user_id=user.id,
+                caller=user,
                 data=data,
             ),
             headers=rate_limit.headers(),
         )
     work = service.ask(
-        db=runtime.db,
+        ledger=runtime.ledger,
         llm=runtime.llm,
         settings=runtime.settings,
-        user_id=user.id,
+        caller=user,
         data=data,
     )
     try:
         question = await unless_disconnected(request, work)
     except ClientDisconnected:  # stored as cancelled by the service
         return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return JSONResponse(
-        QuestionRead.of(question).model_dump(mode="json"),
+    return Response(
+        question.model_dump_json(),
         status_code=status.HTTP_201_CREATED,
         headers=rate_limit.headers(),
+        media_type="application/json",
     )
 
 

@@ -1,5 +1,5 @@
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, StrictBool, StringConstraints
 
@@ -75,6 +75,26 @@ class QuestionRead(Schema):
             ]
         }
     }
+
+    @classmethod
+    def stored(cls, question_id: int, row: dict[str, Any]) -> "QuestionRead":
+        """A question just written from `row` (its columns): no validation, the
+        values are askgate's own."""
+        return cls.model_construct(
+            id=question_id,
+            user_id=row["user_id"],
+            content=row["content"],
+            answer=row["answer"],
+            model=row["model"],
+            status=row["status"],
+            error=row["error"],
+            usage=UsageRead.model_construct(
+                prompt_tokens=row["prompt_tokens"],
+                completion_tokens=row["completion_tokens"],
+            ),
+            latency_ms=row["latency_ms"],
+            created_at=row["created_at"],
+        )
 
     @classmethod
     def of(cls, question: Question) -> "QuestionRead":

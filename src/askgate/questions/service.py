@@ -1,26 +1,29 @@
 """Asking the LLM and keeping every question.
 
-No database session is open while the LLM works: a short write transaction
-reserves the question's tokens from the daily quota first (askgate.quota), and
-another stores the question and settles its tokens once the answer (or the
-failure) is known. A failed or cancelled question is stored too, with whatever
-part of the answer arrived, and pays for what the upstream reported or delivered.
+What one plain question costs, besides the upstream call: the caller check (a
+shared read of the auth epoch, askgate.auth.cache), and a share of one
+group-committed write transaction that stores the question and counts its tokens
+(askgate.questions.ledger). Under a daily quota, also a share of one
+group-committed transaction that reserves its tokens before the call.
+
+No database session is open while the LLM works. A failed or cancelled question
+is stored too, with whatever part of the answer arrived, and pays for what the
+upstream reported or delivered.
 """
 
-import asyncio
 import time
-from collections.abc import AsyncGenerator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from askgate.auth.cache import Caller
 from askgate.config import Settings
-from askgate.db import Database, utcnow
+from askgate.db import utcnow
 from askgate.errors import UpstreamFailed, UpstreamTimedOut, UpstreamUnavailable
 from askgate.llm.errors import (
     UpstreamBusy,
@@ -29,14 +32,13 @@ from askgate.llm.errors import (
     retry_after_header,
 )
 from askgate.llm.types import ChatClient, ChatParams, Delta, StreamEnd, Usage
+from askgate.questions.ledger import Ledger, NewQuestion
 from askgate.questions.models import Question, QuestionStatus
 from askgate.questions.schemas import QuestionCreate, QuestionRead
 from askgate.quota import service as quota
 
 CLIENT_LEFT = "The client disconnected before the answer was complete"
 INTERNAL_ERROR = "askgate failed while answering; see its logs"
-T = TypeVar("T")
-_background: set[asyncio.Future[Any]] = set()
 
 
 @dataclass
@@ -46,39 +48,42 @@ class _Attempt:
     user_id: int
     content: str
     model: str
-    reservation: quota.Reservation
+    reservation: quota.Reservation | None  # None: no quota applies
     created_at: datetime = field(default_factory=utcnow)
     started: float = field(default_factory=time.monotonic)
     parts: list[str] = field(default_factory=list)
 
     async def store(
         self,
-        db: Database,
+        ledger: Ledger,
         status: QuestionStatus,
         *,
         error: str | None = None,
         usage: Usage | None = None,
         model: str | None = None,
         unreported_completion: int | None = None,
-    ) -> Question:
+    ) -> QuestionRead:
         """Store the question and settle its tokens in one transaction.
 
         An answer whose length the upstream did not report costs
         `unreported_completion`, by default one token per delta that arrived.
+        Once submitted, the write completes even if this call is cancelled.
         """
-        question = Question(
-            user_id=self.user_id,
-            content=self.content,
-            answer="".join(self.parts) if self.parts else None,
-            model=model or self.model,
-            status=status,
-            error=error,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            latency_ms=round((time.monotonic() - self.started) * 1000),
-            created_at=self.created_at,
-        )
-        tokens = quota.spent(
+        usage = usage or Usage(None, None)
+        reservation = self.reservation
+        row = {
+            "user_id": self.user_id,
+            "content": self.content,
+            "answer": "".join(self.parts) if self.parts else None,
+            "model": model or self.model,
+            "status": status,
+            "error": error,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "latency_ms": round((time.monotonic() - self.started) * 1000),
+            "created_at": self.created_at,
+        }
+        cost = quota.spent(
             usage,
             unreported_completion=(
                 len(self.parts)
@@ -86,34 +91,27 @@ class _Attempt:
                 else unreported_completion
             ),
         )
-        async with db.write() as session:
-            session.add(question)
-            await quota.settle(
-                session=session, reservation=self.reservation, tokens=tokens
+        question_id = await ledger.store(
+            NewQuestion(
+                row=row,
+                settlement=quota.Settlement(
+                    user_id=self.user_id,
+                    day=reservation.day if reservation else self.created_at.date(),
+                    cost=cost,
+                    reserved=reservation.tokens if reservation else 0,
+                ),
             )
-        return question
+        )
+        return QuestionRead.stored(question_id, row)
 
-    async def store_interrupted(self, db: Database, exc: BaseException) -> Question:
+    async def store_interrupted(
+        self, ledger: Ledger, exc: BaseException
+    ) -> QuestionRead:
         """Keep what arrived when the work stopped for a reason other than the
         upstream: the client leaving (cancelled) or a bug here (failed)."""
-        if isinstance(exc, asyncio.CancelledError | GeneratorExit):
-            return await self.store(db, QuestionStatus.CANCELLED, error=CLIENT_LEFT)
-        return await self.store(db, QuestionStatus.FAILED, error=INTERNAL_ERROR)
-
-
-async def _despite_cancellation(work: Awaitable[T]) -> T:
-    """Finish `work` even though the caller is being cancelled.
-
-    The shielded scope covers cancellation by a task group (the client left);
-    asyncio.shield covers a plain task.cancel(), letting the work finish in the
-    background while the cancellation goes on.
-    """
-    task = asyncio.ensure_future(work)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-    with anyio.CancelScope(shield=True):
-        result = await asyncio.shield(task)
-    return result
+        if isinstance(exc, Exception):
+            return await self.store(ledger, QuestionStatus.FAILED, error=INTERNAL_ERROR)
+        return await self.store(ledger, QuestionStatus.CANCELLED, error=CLIENT_LEFT)
 
 
 def _params(data: QuestionCreate, settings: Settings) -> ChatParams:
@@ -125,25 +123,29 @@ def _params(data: QuestionCreate, settings: Settings) -> ChatParams:
 
 
 async def _begin(
-    db: Database,
+    ledger: Ledger,
     llm: ChatClient,
     settings: Settings,
-    user_id: int,
+    caller: Caller,
     data: QuestionCreate,
 ) -> tuple[ChatParams, _Attempt]:
     """The upstream call's parameters, and the attempt holding the most the
     question can cost from the quota; raises QuotaExceeded (429) instead."""
     params = _params(data, settings)
-    bound = quota.prompt_bound(params.content, settings.llm_system_prompt)
-    async with db.write() as session:
-        reservation = await quota.reserve(
-            session=session,
-            user_id=user_id,
-            tokens=params.max_tokens + bound,
-            default_quota=settings.daily_token_quota,
+    limit = quota.limit_for(caller.daily_token_quota, settings.daily_token_quota)
+    reservation = None
+    if limit is not None:
+        bound = quota.prompt_bound(params.content, settings.llm_system_prompt)
+        reservation = await ledger.reserve(
+            quota.ReservationRequest(
+                user_id=caller.id,
+                tokens=params.max_tokens + bound,
+                limit=limit,
+                requested_at=utcnow(),
+            )
         )
     attempt = _Attempt(
-        user_id=user_id,
+        user_id=caller.id,
         content=data.content,
         model=llm.model,
         reservation=reservation,
@@ -151,7 +153,7 @@ async def _begin(
     return params, attempt
 
 
-def _http_error(exc: UpstreamError, question: Question) -> Exception:
+def _http_error(exc: UpstreamError, question: QuestionRead) -> Exception:
     detail = f"{exc.detail} (question {question.id} was stored as failed)"
     if isinstance(exc, UpstreamBusy):
         return UpstreamUnavailable(detail, headers=retry_after_header(exc))
@@ -162,24 +164,24 @@ def _http_error(exc: UpstreamError, question: Question) -> Exception:
 
 async def ask(
     *,
-    db: Database,
+    ledger: Ledger,
     llm: ChatClient,
     settings: Settings,
-    user_id: int,
+    caller: Caller,
     data: QuestionCreate,
-) -> Question:
-    params, attempt = await _begin(db, llm, settings, user_id, data)
+) -> QuestionRead:
+    params, attempt = await _begin(ledger, llm, settings, caller, data)
     try:
         completion = await llm.complete(params)
     except UpstreamError as exc:
-        question = await attempt.store(db, QuestionStatus.FAILED, error=exc.detail)
+        question = await attempt.store(ledger, QuestionStatus.FAILED, error=exc.detail)
         raise _http_error(exc, question) from None
     except BaseException as exc:
-        await _despite_cancellation(attempt.store_interrupted(db, exc))
+        await attempt.store_interrupted(ledger, exc)
         raise
     attempt.parts.append(completion.text)
     return await attempt.store(
-        db,
+        ledger,
         QuestionStatus.ANSWERED,
         usage=completion.usage,
         model=completion.model,
@@ -191,10 +193,10 @@ async def ask(
 
 async def ask_streaming(
     *,
-    db: Database,
+    ledger: Ledger,
     llm: ChatClient,
     settings: Settings,
-    user_id: int,
+    caller: Caller,
     data: QuestionCreate,
 ) -> AsyncGenerator[dict[str, Any]]:
     """Reserve the question's tokens, then return its SSE payloads.
@@ -202,12 +204,12 @@ async def ask_streaming(
     Awaited before the response starts, so a question over quota is a plain 429
     rather than a stream that fails.
     """
-    params, attempt = await _begin(db, llm, settings, user_id, data)
-    return _stream(db=db, llm=llm, params=params, attempt=attempt)
+    params, attempt = await _begin(ledger, llm, settings, caller, data)
+    return _stream(ledger=ledger, llm=llm, params=params, attempt=attempt)
 
 
 async def _stream(
-    *, db: Database, llm: ChatClient, params: ChatParams, attempt: _Attempt
+    *, ledger: Ledger, llm: ChatClient, params: ChatParams, attempt: _Attempt
 ) -> AsyncGenerator[dict[str, Any]]:
     """SSE payloads: deltas, then one `done` (with the stored question) or `error`."""
     end = StreamEnd(model=llm.model, usage=Usage(None, None))
@@ -222,19 +224,16 @@ async def _stream(
                 else:
                     end = event
     except UpstreamError as exc:
-        question = await attempt.store(db, QuestionStatus.FAILED, error=exc.detail)
+        question = await attempt.store(ledger, QuestionStatus.FAILED, error=exc.detail)
         yield {"type": "error", "detail": exc.detail, "question_id": question.id}
         return
     except BaseException as exc:  # the client left (cancelled, or closed at a yield)
-        await _despite_cancellation(attempt.store_interrupted(db, exc))
+        await attempt.store_interrupted(ledger, exc)
         raise
     question = await attempt.store(
-        db, QuestionStatus.ANSWERED, usage=end.usage, model=end.model
+        ledger, QuestionStatus.ANSWERED, usage=end.usage, model=end.model
     )
-    yield {
-        "type": "done",
-        "question": QuestionRead.of(question).model_dump(mode="json"),
-    }
+    yield {"type": "done", "question": question.model_dump(mode="json")}
 
 
 async def get_question(*, session: AsyncSession, question_id: int) -> Question | None:

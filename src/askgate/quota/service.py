@@ -1,10 +1,15 @@
 """The daily token quota: reserve before asking the LLM, settle afterwards.
 
-A question first reserves an upper bound of its cost (its max_tokens plus a bound
-on its prompt) with one conditional UPDATE, so concurrent requests and worker
-processes can never reserve past the limit together. When the question ends, the
-reservation is replaced by what it really cost, never more than was reserved: the
-day's total stays within the quota whatever the upstream reports.
+A question under a quota first reserves an upper bound of its cost (its
+max_tokens plus a bound on its prompt), decided under a lock on the day's counter,
+so concurrent requests and worker processes can never reserve past the limit
+together. When the question ends, the reservation is replaced by what it really
+cost, never more than was reserved: the day's total stays within the quota
+whatever the upstream reports. A question with no quota reserves nothing; its
+cost is still counted when it ends (GET /users/me/usage).
+
+Both steps work on batches (askgate.group_commit): one transaction reserves for
+every question that arrived meanwhile, another settles every question that ended.
 
 The limit is the user's `daily_token_quota` when an admin set one (0: unlimited
 for that user), else ASKGATE_DAILY_TOKEN_QUOTA (0: unlimited). Days are UTC; a
@@ -13,22 +18,27 @@ process is released with its day.
 """
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from askgate.auth.cache import Caller
 from askgate.db import utcnow
 from askgate.errors import TooManyRequests
 from askgate.llm.types import Usage
 from askgate.quota.models import TokenUsage
-from askgate.users.models import User
 
 # Chat templates wrap the question in role markers, and some models add a default
 # system prompt (SmolLM2: about 30 tokens around a one-line question).
 PROMPT_OVERHEAD_TOKENS = 64
+# Statements run with a list of parameter sets use the table (Core executemany),
+# not the ORM class (which would mean ORM bulk operations by primary key).
+_TABLE = cast(Table, TokenUsage.__table__)
 
 
 class QuotaExceeded(TooManyRequests):
@@ -79,59 +89,113 @@ def next_reset(now: datetime) -> datetime:
     return datetime.combine(now.date() + timedelta(days=1), time(), tzinfo=UTC)
 
 
-async def reserve(
-    *, session: AsyncSession, user_id: int, tokens: int, default_quota: int
-) -> Reservation:
-    """Hold `tokens` of today's quota, or raise QuotaExceeded (a 429)."""
-    now = utcnow()
-    day = now.date()
-    await _ensure_row(session=session, user_id=user_id, day=day)
-    override = await session.scalar(
-        select(User.daily_token_quota).where(User.id == user_id)
-    )
-    limit = limit_for(override, default_quota)
-    query = (
-        update(TokenUsage)
-        .where(TokenUsage.user_id == user_id, TokenUsage.day == day)
-        .values(reserved=TokenUsage.reserved + tokens)
-        .execution_options(synchronize_session=False)
-    )
-    if limit is not None:
-        query = query.where(TokenUsage.used + TokenUsage.reserved + tokens <= limit)
-    result = await session.execute(query)
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        assert limit is not None
-        used, reserved = await _counters(session=session, user_id=user_id, day=day)
-        raise _exceeded(
-            now=now,
-            limit=limit,
-            remaining=max(limit - used - reserved, 0),
-            needed=tokens,
-        )
-    return Reservation(user_id=user_id, day=day, tokens=tokens)
+@dataclass(frozen=True, slots=True)
+class ReservationRequest:
+    user_id: int
+    tokens: int
+    limit: int  # the user's daily limit (an unlimited user reserves nothing)
+    requested_at: datetime
 
 
-async def settle(
-    *, session: AsyncSession, reservation: Reservation, tokens: int
-) -> None:
-    """Replace the reservation by what the question cost (at most the reservation:
-    it bounds the cost, so only an upstream miscounting could report more)."""
-    await session.execute(
-        update(TokenUsage)
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What one finished question cost, and the reservation it releases."""
+
+    user_id: int
+    day: date
+    cost: int
+    reserved: int = 0  # 0: the question reserved nothing (no quota applied)
+
+
+async def reserve_many(
+    *, session: AsyncSession, requests: Sequence[ReservationRequest]
+) -> list[Reservation | QuotaExceeded]:
+    """Hold each request's tokens of its day's quota, or refuse it (a 429).
+
+    The counters of every user in the batch are read under a lock (SQLite's
+    write lock, taken by BEGIN IMMEDIATE; row locks on PostgreSQL), decided in
+    order, and written back as increments, so concurrent batches in any process
+    can never reserve past a limit together.
+    """
+    keys = {(r.user_id, r.requested_at.date()) for r in requests}
+    await _ensure_rows(session=session, keys=keys)
+    rows = await session.execute(
+        select(TokenUsage.user_id, TokenUsage.day, TokenUsage.used, TokenUsage.reserved)
         .where(
-            TokenUsage.user_id == reservation.user_id,
-            TokenUsage.day == reservation.day,
+            TokenUsage.user_id.in_({user_id for user_id, _ in keys}),
+            TokenUsage.day.in_({day for _, day in keys}),
         )
-        .values(
-            reserved=TokenUsage.reserved - reservation.tokens,
-            used=TokenUsage.used + min(tokens, reservation.tokens),
+        .order_by(TokenUsage.user_id, TokenUsage.day)
+        .with_for_update()  # in key order, so concurrent batches cannot deadlock
+    )
+    held = {(row.user_id, row.day): row.used + row.reserved for row in rows}
+    added = dict.fromkeys(keys, 0)
+    outcomes: list[Reservation | QuotaExceeded] = []
+    for request in requests:
+        key = (request.user_id, request.requested_at.date())
+        taken = held[key] + added[key]
+        if taken + request.tokens > request.limit:
+            outcomes.append(
+                _exceeded(
+                    now=request.requested_at,
+                    limit=request.limit,
+                    remaining=max(request.limit - taken, 0),
+                    needed=request.tokens,
+                )
+            )
+            continue
+        added[key] += request.tokens
+        outcomes.append(Reservation(request.user_id, key[1], request.tokens))
+    increments = [
+        {"b_user_id": user_id, "b_day": day, "b_tokens": tokens}
+        for (user_id, day), tokens in added.items()
+        if tokens
+    ]
+    if increments:
+        await session.execute(
+            update(_TABLE)
+            .where(
+                _TABLE.c.user_id == bindparam("b_user_id"),
+                _TABLE.c.day == bindparam("b_day"),
+            )
+            .values(reserved=_TABLE.c.reserved + bindparam("b_tokens")),
+            increments,
         )
-        .execution_options(synchronize_session=False)
+    return outcomes
+
+
+async def settle_many(
+    *, session: AsyncSession, settlements: Sequence[Settlement]
+) -> None:
+    """Release the reservations and count what the questions cost (never more
+    than was reserved: the reservation bounds the cost, so only an upstream
+    miscounting could report more). One upsert per user and day."""
+    totals: dict[tuple[int, date], list[int]] = {}
+    for item in settlements:
+        cost = min(item.cost, item.reserved) if item.reserved else item.cost
+        total = totals.setdefault((item.user_id, item.day), [0, 0])
+        total[0] += cost
+        total[1] += item.reserved
+    if not totals:
+        return
+    insert = _dialect(session).insert(_TABLE)
+    await session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["user_id", "day"],
+            set_={
+                "used": _TABLE.c.used + insert.excluded.used,
+                "reserved": _TABLE.c.reserved + insert.excluded.reserved,
+            },
+        ),
+        [
+            {"user_id": user_id, "day": day, "used": used, "reserved": -released}
+            for (user_id, day), (used, released) in sorted(totals.items())
+        ],
     )
 
 
 async def usage_today(
-    *, session: AsyncSession, user: User, default_quota: int
+    *, session: AsyncSession, user: Caller, default_quota: int
 ) -> DailyUsage:
     now = utcnow()
     used, reserved = await _counters(session=session, user_id=user.id, day=now.date())
@@ -146,14 +210,23 @@ async def usage_today(
     )
 
 
-async def _ensure_row(*, session: AsyncSession, user_id: int, day: date) -> None:
+def _dialect(session: AsyncSession) -> Any:
+    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+
+
+async def _ensure_rows(
+    *, session: AsyncSession, keys: Iterable[tuple[int, date]]
+) -> None:
     # INSERT ... ON CONFLICT DO NOTHING: two first questions of the day, in any
     # two processes, both end up updating the one row.
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     await session.execute(
-        dialect.insert(TokenUsage)
-        .values(user_id=user_id, day=day, reserved=0, used=0)
-        .on_conflict_do_nothing(index_elements=["user_id", "day"])
+        _dialect(session)
+        .insert(_TABLE)
+        .on_conflict_do_nothing(index_elements=["user_id", "day"]),
+        [
+            {"user_id": user_id, "day": day, "reserved": 0, "used": 0}
+            for user_id, day in sorted(keys)
+        ],
     )
 
 
