@@ -5,6 +5,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,8 @@ def run_cli(
         capture_output=True,
         text=True,
         env=environment,
-        cwd=data_dir,
+        # in the data directory, or the closest existing directory above it
+        cwd=next(path for path in (data_dir, *data_dir.parents) if path.is_dir()),
         timeout=120,
         check=False,
     )
@@ -132,3 +134,55 @@ def test_db_downgrade_then_upgrade(tmp_path: Path) -> None:
         ).fetchall()
     assert tables == []
     assert run_cli("db", "upgrade", data_dir=tmp_path).returncode == 0
+
+
+# A configured key used to skip creating the data directory, so the database
+# could not be opened in it.
+SECRET_KEYS = [None, "a-configured-secret-key-long-enough-0123"]
+
+
+@pytest.mark.parametrize("secret_key", SECRET_KEYS, ids=["generated", "configured"])
+def test_a_missing_data_dir_is_created_private(
+    tmp_path: Path, secret_key: str | None
+) -> None:
+    data_dir = tmp_path / "new" / "data"
+    env = {"ASKGATE_SECRET_KEY": secret_key} if secret_key else {}
+
+    result = run_cli("db", "upgrade", data_dir=data_dir, **env)
+
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    assert (data_dir / "askgate.db").is_file()
+
+
+def _under_a_file(tmp_path: Path) -> Path:
+    (tmp_path / "file").write_text("")
+    return tmp_path / "file" / "data"
+
+
+def _a_file(tmp_path: Path) -> Path:
+    (tmp_path / "file").write_text("")
+    return tmp_path / "file"
+
+
+def _under_a_read_only_dir(tmp_path: Path) -> Path:
+    if os.geteuid() == 0:
+        pytest.skip("root may write into a read-only directory")
+    (tmp_path / "read-only").mkdir(mode=0o500)
+    return tmp_path / "read-only" / "data"
+
+
+@pytest.mark.parametrize("where", [_under_a_file, _a_file, _under_a_read_only_dir])
+@pytest.mark.parametrize("secret_key", SECRET_KEYS, ids=["generated", "configured"])
+def test_an_uncreatable_data_dir_stops_startup_in_one_line(
+    tmp_path: Path, where: Callable[[Path], Path], secret_key: str | None
+) -> None:
+    data_dir = where(tmp_path)
+    env = {"ASKGATE_SECRET_KEY": secret_key} if secret_key else {}
+
+    result = run_cli("db", "upgrade", data_dir=data_dir, **env)
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"askgate: ASKGATE_DATA_DIR={data_dir}: ")
+    assert result.stderr.count("\n") == 1, result.stderr

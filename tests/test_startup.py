@@ -1,9 +1,16 @@
-"""What happens when the app starts: the first admin from the environment."""
+"""What happens when the app starts: the data directory, the first admin from the
+environment."""
+
+import asyncio
+import stat
+from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from askgate import migrate
 from askgate.app import create_app
 from askgate.config import Settings
 
@@ -48,3 +55,38 @@ async def test_admin_from_environment_is_created_once(settings: Settings) -> Non
 
 async def test_no_default_credentials(settings: Settings) -> None:
     assert await _roles(create_app(settings)) == {}
+
+
+async def test_a_missing_data_dir_is_created_private(
+    settings: Settings, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "new" / "data"
+    configured = settings.model_copy(
+        update={
+            "data_dir": data_dir,
+            "database_url": None,  # the default database, in the data directory
+            "admin_username": "boss",
+            "admin_password": SecretStr("first admin passphrase"),
+        }
+    )
+    assert configured.secret_key is not None
+
+    app = create_app(configured)
+    await asyncio.to_thread(migrate.upgrade, configured.sqlalchemy_url)  # as serve
+
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    assert await _roles(app) == {"boss": "admin"}
+    assert (data_dir / "askgate.db").is_file()
+
+
+def test_an_uncreatable_data_dir_fails_naming_the_setting(
+    settings: Settings, tmp_path: Path
+) -> None:
+    (tmp_path / "file").write_text("")
+    data_dir = tmp_path / "file" / "data"
+    configured = settings.model_copy(
+        update={"data_dir": data_dir, "database_url": None}
+    )
+
+    with pytest.raises(ValueError, match=f"^ASKGATE_DATA_DIR={data_dir}: "):
+        create_app(configured)

@@ -12,7 +12,7 @@ import sys
 from pydantic import ValidationError
 
 from askgate import migrate
-from askgate.config import Settings, ensure_secret_key
+from askgate.config import Settings, ensure_data_dir, ensure_secret_key
 from askgate.db import Database, create_engine
 from askgate.errors import Conflict
 from askgate.llm.local import (
@@ -72,6 +72,10 @@ def _serve(args: argparse.Namespace) -> None:
     migrate.upgrade(settings.sqlalchemy_url)
     local: LocalModelServer | None = None
     if settings.llm_base_url is None:
+        try:
+            ensure_data_dir(settings)  # for the model server's log
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         try:
             model_path = settings.local_model_path or bundled_model_path()
             # One model server for the whole `serve`, shared by every worker.

@@ -167,15 +167,40 @@ class Settings(BaseSettings):
         return self.secret_key.get_secret_value()
 
 
+def ensure_data_dir(settings: Settings) -> None:
+    """Create ASKGATE_DATA_DIR, private (0700), with any missing parents.
+
+    A directory that already exists is left as it is. Failing to create it is a
+    ValueError of one line naming the setting, for the CLI to print as it is.
+    """
+    path = settings.data_dir
+    if path.is_dir():
+        return
+    try:
+        # exist_ok: another worker starting at the same time may win the race.
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)  # whatever the umask
+    except FileExistsError:
+        raise ValueError(f"ASKGATE_DATA_DIR={path}: not a directory") from None
+    except OSError as exc:
+        raise ValueError(f"ASKGATE_DATA_DIR={path}: {exc.strerror or exc}") from None
+
+
 def ensure_secret_key(settings: Settings) -> None:
     """Load the signing key, generating and storing one on first start.
 
     The file is created atomically with mode 0600 (written aside, then hard-linked
     into place), so workers starting at once all end up with the same key.
+
+    Before that, the data directory is created if the key file or the default
+    SQLite database is to live in it (every caller of this function is about to
+    open the database); with a configured key and ASKGATE_DATABASE_URL nothing
+    is written, so a read-only deployment needs no data directory.
     """
+    if settings.secret_key is None or settings.database_url is None:
+        ensure_data_dir(settings)
     if settings.secret_key is not None:
         return
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = settings.data_dir / SECRET_KEY_FILE
     if not path.exists():
         tmp = path.with_name(f".{SECRET_KEY_FILE}.{os.getpid()}.tmp")
