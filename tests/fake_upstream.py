@@ -5,8 +5,9 @@ content type, no choices, text that cannot be stored, a body too large), hangs,
 cuts a stream, ends one early or stalls one, as `mode` says. Knobs: `fail_times`
 makes the next N requests answer `fail_status` whatever the mode; `retry_after`
 adds that Retry-After header to every error status; `gate`, when set, holds each
-request until it is set. It records every request, counts requests in flight, and
-notices when a client drops a stream.
+request until it is set; `first_chunk_delay` makes a stream wait that long after
+its headers before its first chunk, as a model slow to start does. It records
+every request, counts requests in flight, and notices when a client drops a stream.
 """
 
 import asyncio
@@ -61,6 +62,7 @@ class FakeUpstream:
         self.fail_status = 503
         self.retry_after: str | None = None
         self.gate: asyncio.Event | None = None
+        self.first_chunk_delay = 0.0
         self.oversized_bytes = 64 * 1024
         self.in_flight = 0
         self.max_in_flight = 0
@@ -110,6 +112,16 @@ class FakeUpstream:
                 self.hangs_abandoned_by_client += 1
                 raise ConnectionResetError("the client hung up")
             await asyncio.sleep(0.02)
+
+    async def _pause(self, request: web.Request, seconds: float) -> None:
+        """Wait `seconds` (or until stopped), noticing when the client hangs up."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            if self._released.is_set():
+                return
+            if request.transport is None or request.transport.is_closing():
+                raise ConnectionResetError("the client hung up")
+            await asyncio.sleep(0.01)
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": MODEL}]})
@@ -199,6 +211,8 @@ class FakeUpstream:
             }
 
         try:
+            if self.first_chunk_delay:
+                await self._pause(request, self.first_chunk_delay)
             if mode == "cut_stream":
                 for piece in pieces[:2]:
                     await send(chunk(piece))

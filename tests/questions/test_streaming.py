@@ -12,32 +12,44 @@ from typing import Any
 import httpx
 import pytest
 
+from askgate import sse
+from askgate.questions.service import CLIENT_LEFT
 from tests.fake_upstream import MODEL, FakeUpstream, answer_for
 
 Event = dict[str, Any]
 
 
 def parse_events(body: str) -> list[Event]:
-    """Every event of a complete SSE body; each must be one `data:` JSON line."""
+    """Every event of a complete SSE body; each must be one `data:` JSON line.
+    Keep-alive comments are skipped."""
     assert body.endswith("\n\n"), body
     events = []
     for block in body.removesuffix("\n\n").split("\n\n"):
+        if block == ": keep-alive":
+            continue
         assert block.startswith("data: "), block
         assert "\n" not in block, block
         events.append(json.loads(block.removeprefix("data: ")))
     return events
 
 
-async def ask_streaming(
+async def post_streaming(
     client: httpx.AsyncClient, headers: dict[str, str], content: str
-) -> list[Event]:
+) -> str:
+    """The whole SSE body of a streamed question."""
     response = await client.post(
         "/questions", json={"content": content, "stream": True}, headers=headers
     )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["cache-control"] == "no-cache"
-    return parse_events(response.text)
+    return response.text
+
+
+async def ask_streaming(
+    client: httpx.AsyncClient, headers: dict[str, str], content: str
+) -> list[Event]:
+    return parse_events(await post_streaming(client, headers, content))
 
 
 async def history(
@@ -239,3 +251,82 @@ async def _stored_question(
         await asyncio.sleep(0.05)
     [question] = questions
     return question
+
+
+# Keep-alive: a model slow to start must not let a proxy's idle timeout cut the
+# stream.
+
+KEEP_ALIVE = 0.05
+
+
+@pytest.fixture
+def quick_keep_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sse, "KEEP_ALIVE_INTERVAL", KEEP_ALIVE)
+
+
+@pytest.mark.usefixtures("quick_keep_alive")
+async def test_a_slow_first_token_is_preceded_by_keep_alive_comments(
+    client: httpx.AsyncClient,
+    user_headers: dict[str, str],
+    fake_upstream: FakeUpstream,
+) -> None:
+    fake_upstream.first_chunk_delay = 0.5  # under the tests' 1 s read timeout
+
+    body = await post_streaming(client, user_headers, "What is up?")
+
+    blocks = body.removesuffix("\n\n").split("\n\n")
+    first_data = next(i for i, b in enumerate(blocks) if b.startswith("data: "))
+    assert first_data >= 2
+    assert set(blocks[:first_data]) == {": keep-alive"}
+    events = parse_events(body)
+    assert [event.get("text") for event in events[:-1]] == [
+        "You",
+        " asked:",
+        " What",
+        " is",
+        " up?",
+    ]
+    answer, last = split_terminal(events)
+    assert answer == answer_for("What is up?")
+    assert last["type"] == "done"
+    assert last["question"]["status"] == "answered"
+    assert last["question"]["usage"] == {"prompt_tokens": 3, "completion_tokens": 5}
+    assert await history(client, user_headers) == [last["question"]]
+
+
+async def _first_comment(response: httpx.Response) -> str:
+    async for line in response.aiter_lines():
+        assert not line.startswith("data: "), line
+        if line.startswith(":"):
+            return line
+    raise AssertionError("the stream ended without a comment")
+
+
+@pytest.mark.usefixtures("quick_keep_alive")
+async def test_a_client_leaving_during_the_silence_cancels_the_question(
+    server_url: str,
+    client: httpx.AsyncClient,
+    user_headers: dict[str, str],
+    fake_upstream: FakeUpstream,
+) -> None:
+    fake_upstream.first_chunk_delay = 0.9  # under the tests' 1 s read timeout
+
+    async with (
+        httpx.AsyncClient(base_url=server_url) as real_client,
+        real_client.stream(
+            "POST",
+            "/questions",
+            json={"content": "Take your time", "stream": True},
+            headers=user_headers,
+        ) as response,
+    ):
+        assert response.status_code == 200
+        comment = await asyncio.wait_for(_first_comment(response), timeout=5)
+    # The connection is dropped while the upstream has sent nothing yet.
+
+    assert comment == ": keep-alive"
+    await asyncio.wait_for(fake_upstream.stream_closed_by_client.wait(), timeout=5)
+    question = await asyncio.wait_for(_stored_question(client, user_headers), timeout=5)
+    assert question["status"] == "cancelled"
+    assert question["error"] == CLIENT_LEFT
+    assert question["answer"] is None
