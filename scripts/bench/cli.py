@@ -28,12 +28,14 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench.loadgen import wrk_path
+from bench.loadgen import WrkError, wrk_path
 from bench.measure import RunSettings
 from bench.plan import GROUPS, Bench, Plan
 from bench.postgres import bin_dir
 from bench.processes import StartError
-from bench.report import Row, evaluate_targets, table, targets_text, write_json
+from bench.report import legend, table, write_json
+from bench.rows import Row
+from bench.targets import evaluate_targets, targets_text
 
 QUICK = {"duration": 3.0, "warmup": 1.0, "rounds": 1, "slow_chunks": 12}
 
@@ -47,7 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=",".join(GROUPS),
         help=f"scenario groups to run, comma-separated (default: {','.join(GROUPS)})",
     )
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds a run")
+    parser.add_argument(
+        "--duration", type=float, default=8.0, help="measured seconds a run"
+    )
     parser.add_argument(
         "--warmup", type=float, default=2.0, help="discarded seconds before each run"
     )
@@ -143,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     workdir = Path(tempfile.mkdtemp(prefix="askgate-bench-"))
     keep = args.keep
-    started = time.monotonic()
+    started, load_before = time.monotonic(), os.getloadavg()[0]
     try:
         settings = RunSettings(
             seconds=args.duration,
@@ -163,8 +167,11 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
         )
         rows = Bench(plan).run()
-    except (StartError, RuntimeError) as exc:
-        keep = True
+    except KeyboardInterrupt:
+        print("bench: interrupted; every server it started is stopped", file=sys.stderr)
+        return 130
+    except (StartError, WrkError, RuntimeError, OSError) as exc:
+        keep = True  # the servers' logs say what went wrong
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     except BaseException:
@@ -175,15 +182,29 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: logs and data kept in {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    seconds = time.monotonic() - started
+    seconds, load = time.monotonic() - started, (load_before, os.getloadavg()[0])
     targets = evaluate_targets(rows)
     print(table(rows))
+    print()
+    print(
+        legend(
+            rounds=args.rounds,
+            seconds=args.duration,
+            warmup=args.warmup,
+            slow_delay=args.slow_chunk_delay,
+        )
+    )
     print()
     print(targets_text(targets))
     if note := _open_streams_note(rows):
         print(f"\nOpen streams: {note}.")
-    print(f"\nTook {seconds / 60:.1f} minutes.")
+    # Anything else running on the machine takes cores from the servers.
+    print(
+        f"\nTook {seconds / 60:.1f} minutes; load average (1 min) "
+        f"{load[0]:.1f} at the start, {load[1]:.1f} at the end, on {os.cpu_count()} "
+        "cores."
+    )
     if args.json is not None:
-        about = _about(args, seconds)
+        about = _about(args, seconds) | {"load_average": load}
         write_json(args.json, rows=rows, targets=targets, about=about)
     return 0

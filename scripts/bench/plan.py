@@ -18,7 +18,7 @@ from bench.measure import (
 )
 from bench.postgres import throwaway_database
 from bench.processes import Processes, Server
-from bench.report import ASKGATE, PASSTHROUGH, Row
+from bench.rows import ASKGATE, PASSTHROUGH, Row
 from bench.servers import (
     AskgateOptions,
     start_askgate,
@@ -101,10 +101,16 @@ class Bench:
         upstream: Server,
         options: AskgateOptions = AskgateOptions(),
     ) -> Target:
+        started = time.monotonic()
         server = start_askgate(
             processes, self.workdir, upstream=upstream, options=options
         )
-        return Target(ASKGATE, server, Users.register(server.url, self.plan.users))
+        users = Users.register(server.url, self.plan.users)
+        self._say(
+            f"askgate ({options.describe()}) answering, {self.plan.users} users "
+            f"registered, in {time.monotonic() - started:.1f} s"
+        )
+        return Target(ASKGATE, server, users)
 
     # --- groups -------------------------------------------------------------------
 
@@ -119,7 +125,9 @@ class Bench:
         solo: list[str] = [kind for kind in ("me", "404") if kind in only]
         rows = []
         with Processes() as processes:
-            askgate = self._askgate(processes, upstream) if kinds or solo else None
+            askgate = None
+            if only & {*FLAG_KINDS, "me", "404"}:
+                askgate = self._askgate(processes, upstream)
             if kinds:
                 variants = [("", self._passthrough(processes, upstream))]
                 if askgate is not None and only & FLAG_KINDS.keys():
@@ -138,7 +146,9 @@ class Bench:
         pass-through."""
         workers = self.plan.workers
         label = f"{workers} workers"
+        started = time.monotonic()
         with throwaway_database() as url, Processes() as processes:
+            self._say(f"PostgreSQL started in {time.monotonic() - started:.1f} s")
             variants = [
                 (label, self._passthrough(processes, upstream, workers)),
                 (
@@ -219,18 +229,19 @@ class Bench:
         return [row for _, _, pairs in cases for row, _ in pairs]
 
     def _progress(self, row: Row, run: Measurement) -> None:
-        elapsed = time.monotonic() - self._started
         cpu = run.cpu_ms_per_request
         # Cores busy: a server near 1.0 (per process) is the bottleneck, not wrk.
         busy = f"server {run.server_cpu_seconds / run.seconds:.2f}"
         busy += f", upstream {run.upstream_cpu_seconds / run.seconds:.2f}"
         if run.loadgen_cpu_seconds is not None:
             busy += f", wrk {run.loadgen_cpu_seconds / run.seconds:.2f}"
-        print(
-            f"[{elapsed:5.0f} s] {row.scenario} × {row.connections} → {row.target}: "
+        self._say(
+            f"{row.scenario} × {row.connections} → {row.target}: "
             f"{run.requests_per_second:,.0f} req/s, p99 {run.p99_ms:,.1f} ms, "
             f"CPU {'–' if cpu is None else f'{cpu:.2f}'} ms/req, "
-            f"{run.error_count} errors; cores busy: {busy}",
-            file=sys.stderr,
-            flush=True,
+            f"{run.error_count} errors; cores busy: {busy}"
         )
+
+    def _say(self, message: str) -> None:
+        elapsed = time.monotonic() - self._started
+        print(f"[{elapsed:5.0f} s] {message}", file=sys.stderr, flush=True)

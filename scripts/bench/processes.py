@@ -107,10 +107,6 @@ class Processes(contextlib.AbstractContextManager["Processes"]):
         self._started.append(process)
         return Server(name=name, url=url, process=process, log=log)
 
-    def stop(self, server: Server) -> None:
-        _stop(server.process)
-        self._started.remove(server.process)
-
     def __exit__(
         self,
         exc_type: type[BaseException] | None,

@@ -69,6 +69,11 @@ class AskgateOptions:
     database_url: str | None = None  # SQLite in the data directory when None
     daily_token_quota: int | None = None
 
+    def describe(self) -> str:
+        database = "SQLite" if self.database_url is None else "PostgreSQL"
+        quota = "" if self.daily_token_quota is None else ", quota on"
+        return f"{self.workers} worker{'s' * (self.workers > 1)}, {database}{quota}"
+
 
 def _askgate_environment(
     data_dir: Path, upstream: Server, options: AskgateOptions
