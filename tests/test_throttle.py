@@ -10,8 +10,9 @@ import pytest
 from fastapi import FastAPI
 
 from askgate.app import create_app
+from askgate.client_ip import parse_trusted_proxies, resolve_client_ip
 from askgate.config import Settings
-from askgate.throttle import STORE_DOWN, parse_trusted_proxies, resolve_client_ip
+from askgate.throttle import STORE_DOWN
 from tests.factories import Account, auth_headers
 from tests.redis_server import BACKENDS, redis_server, redis_url, with_backend
 

@@ -1,7 +1,7 @@
 """The long-lived objects of one process, created in the app lifespan."""
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import aiohttp
 from fastapi import Depends, Request
@@ -11,9 +11,7 @@ from askgate.config import Settings
 from askgate.db import Database
 from askgate.llm.resilience import ResilientClient
 from askgate.questions.ledger import Ledger
-
-if TYPE_CHECKING:  # askgate.throttle depends on auth, which depends on this module
-    from askgate.throttle import Throttle
+from askgate.throttle import Throttle
 
 
 @dataclass(slots=True)
@@ -22,7 +20,7 @@ class Runtime:
     db: Database
     http: aiohttp.ClientSession  # the one client session: pooled upstream connections
     llm: ResilientClient | None  # None: no upstream configured
-    limiter: "Throttle"  # rate limits and login throttling
+    limiter: Throttle  # rate limits and login throttling
     callers: CallerCache  # who holds an access token, kept exact by the auth epoch
     ledger: Ledger  # the group-committed writes of asking
 

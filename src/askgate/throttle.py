@@ -1,4 +1,7 @@
-"""Abuse limits: login throttling, questions per user, registrations per client IP.
+"""The abuse limiter: login throttling, questions per user, registrations per client
+address. The FastAPI dependencies that apply it live with their features
+(askgate.auth.throttling, askgate.questions.deps); the client's address comes from
+askgate.client_ip.
 
 The counters live in a `limits` storage: in this process by default (each app has
 its own), or in Redis when ASKGATE_REDIS_URL is set, so that every worker shares
@@ -12,37 +15,30 @@ unlimited: a silent outage of the store must not turn off login throttling.
 
 import asyncio
 import hashlib
-import ipaddress
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import coredis
-from fastapi import Depends, Request
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
-from askgate.auth.deps import CurrentUser
 from askgate.config import Settings
 from askgate.errors import ServiceUnavailable, TooManyRequests
 
 logger = logging.getLogger("askgate.throttle")
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 REDIS_KEY_PREFIX = "askgate"
 # Bounded waits: an unreachable Redis answers 503 quickly instead of hanging.
 REDIS_TIMEOUT_SECONDS = 2.0
-UNKNOWN_CLIENT = "unknown"
 
 STORE_DOWN = "Rate limiting is unavailable right now; try again shortly."
 LOGIN_LOCKED = "Too many failed login attempts. Try again in {seconds} seconds."
@@ -68,67 +64,6 @@ RATE_LIMIT_HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "integer"},
     },
 }
-
-
-# --- client address -----------------------------------------------------------
-
-
-def parse_trusted_proxies(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """ASKGATE_TRUSTED_PROXIES: IP addresses or CIDR networks."""
-    networks = []
-    for entry in entries:
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            raise ValueError(
-                f"ASKGATE_TRUSTED_PROXIES: {entry!r} is not an IP address or network"
-            ) from None
-    return tuple(networks)
-
-
-def _parse_ip(value: str) -> IPAddress | None:
-    """An address from a header or the peer; tolerates a port ("1.2.3.4:80")."""
-    value = value.strip()
-    if value.startswith("[") and "]" in value:  # "[2001:db8::1]:443"
-        value = value[1 : value.index("]")]
-    elif value.count(":") == 1:
-        value = value.partition(":")[0]
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return address.ipv4_mapped
-    return address
-
-
-def resolve_client_ip(
-    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IPNetwork]
-) -> str:
-    """The client's address: the ASGI peer, unless that peer is a trusted proxy.
-
-    Behind trusted proxies, X-Forwarded-For is read from the right (each proxy
-    appends the address it received the request from) and the first address that
-    is not a trusted proxy is the client. Anything left of it was written by the
-    client itself and is ignored; so is the header when the peer is not trusted.
-    """
-    address = _parse_ip(peer) if peer else None
-    if address is None:
-        return peer or UNKNOWN_CLIENT
-    hops = [hop for header in forwarded_for for hop in header.split(",")]
-    while _is_trusted(address, trusted) and hops:
-        previous = _parse_ip(hops.pop())
-        if previous is None:
-            break  # garbage in the chain: keep the last hop we can vouch for
-        address = previous
-    return str(address)
-
-
-def _is_trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
-    return any(address in network for network in trusted)
-
-
-# --- limits -----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +97,6 @@ class Throttle:
         storage: Storage,
         pool: coredis.ConnectionPool | None = None,
     ) -> None:
-        self.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
         self._storage = storage
         self._pool = pool
         self._limiter = MovingWindowRateLimiter(storage)
@@ -209,12 +143,6 @@ class Throttle:
         if self._pool is not None:
             self._pool.disconnect()
             await asyncio.sleep(0)  # let the transports finish closing
-
-    def client_ip(self, request: Request) -> str:
-        peer = request.client.host if request.client else None
-        return resolve_client_ip(
-            peer, request.headers.getlist("x-forwarded-for"), self.trusted_proxies
-        )
 
     @contextmanager
     def _store(self) -> Iterator[None]:
@@ -287,52 +215,7 @@ class Throttle:
             await self._limiter.clear(self.login_per_account, _account_key(username))
 
 
-@dataclass(frozen=True, slots=True)
-class LoginGuard:
-    """Login throttling bound to one request's client address."""
-
-    throttle: Throttle
-    client_ip: str
-
-    async def begin(self, username: str) -> None:
-        await self.throttle.begin_login(username=username, client_ip=self.client_ip)
-
-    async def failed(self) -> None:
-        await self.throttle.login_failed(client_ip=self.client_ip)
-
-    async def succeeded(self, username: str) -> None:
-        await self.throttle.login_succeeded(username=username)
-
-
 def _storage(uri: str, **options: Any) -> Storage:
     storage = storage_from_string(uri, wrap_exceptions=True, **options)
     assert isinstance(storage, Storage)  # an async+ scheme gives an async storage
     return storage
-
-
-# --- FastAPI dependencies -----------------------------------------------------
-
-
-async def get_throttle(request: Request) -> Throttle:
-    throttle: Throttle = request.app.state.runtime.limiter
-    return throttle
-
-
-ThrottleDep = Annotated[Throttle, Depends(get_throttle)]
-
-
-async def login_guard(request: Request, throttle: ThrottleDep) -> LoginGuard:
-    return LoginGuard(throttle, throttle.client_ip(request))
-
-
-async def limit_questions(user: CurrentUser, throttle: ThrottleDep) -> RateLimitStatus:
-    return await throttle.count_question(user.id)
-
-
-async def limit_registrations(request: Request, throttle: ThrottleDep) -> None:
-    await throttle.count_registration(throttle.client_ip(request))
-
-
-LoginThrottle = Annotated[LoginGuard, Depends(login_guard)]
-QuestionRateLimit = Annotated[RateLimitStatus, Depends(limit_questions)]
-RegistrationRateLimit = Depends(limit_registrations)

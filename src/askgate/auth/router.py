@@ -4,11 +4,11 @@ from fastapi import APIRouter, Form, Response, status
 
 from askgate.auth import service
 from askgate.auth.schemas import RefreshRequest, TokenPair
+from askgate.auth.throttling import LoginThrottle, RegistrationRateLimit
 from askgate.db import DatabaseDep, SessionDep
 from askgate.errors import error_responses
 from askgate.runtime import SettingsDep
 from askgate.schemas import Storable
-from askgate.throttle import LoginThrottle, RegistrationRateLimit
 from askgate.users.schemas import PASSWORD_MAX, UserCreate, UserRead
 from askgate.users.service import create_user
 

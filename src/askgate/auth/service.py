@@ -22,10 +22,10 @@ from askgate.auth.security import (
     new_session_id,
     verify_password,
 )
+from askgate.auth.throttling import LoginGuard
 from askgate.config import Settings
 from askgate.db import Database, utcnow
 from askgate.errors import NotAuthenticated
-from askgate.throttle import LoginGuard
 from askgate.users.models import User
 from askgate.users.service import find_by_username
 

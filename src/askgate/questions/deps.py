@@ -7,6 +7,8 @@ from askgate.db import SessionDep
 from askgate.errors import NotFound
 from askgate.questions.models import Question
 from askgate.questions.service import get_question
+from askgate.runtime import RuntimeDep
+from askgate.throttle import RateLimitStatus
 from askgate.users.models import Role
 
 QuestionId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Question id")]
@@ -24,3 +26,11 @@ async def get_owned_question(
 
 
 OwnedQuestion = Annotated[Question, Depends(get_owned_question)]
+
+
+async def limit_questions(user: CurrentUser, runtime: RuntimeDep) -> RateLimitStatus:
+    """Count the question against the caller's limit per minute (429 past it)."""
+    return await runtime.limiter.count_question(user.id)
+
+
+QuestionRateLimit = Annotated[RateLimitStatus, Depends(limit_questions)]

@@ -11,11 +11,11 @@ from askgate.disconnect import (
 )
 from askgate.errors import UpstreamUnavailable, error_responses
 from askgate.questions import service
-from askgate.questions.deps import OwnedQuestion
+from askgate.questions.deps import OwnedQuestion, QuestionRateLimit
 from askgate.questions.schemas import QuestionCreate, QuestionRead
 from askgate.runtime import RuntimeDep
 from askgate.sse import EventStreamResponse
-from askgate.throttle import RATE_LIMIT_HEADERS, QuestionRateLimit
+from askgate.throttle import RATE_LIMIT_HEADERS
 
 router = APIRouter(prefix="/questions", tags=["questions"])
 
