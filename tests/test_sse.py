@@ -8,6 +8,7 @@ app are in tests/questions/test_streaming.py.
 """
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -174,3 +175,16 @@ async def test_a_producer_error_is_not_hidden() -> None:
         await response({"type": "http"}, exchange.receive, exchange.send)
 
     assert caught.group_contains(RuntimeError, match="bug")
+
+
+def test_events_are_compact_json_in_utf8() -> None:
+    assert encode_event({"type": "delta", "text": "café ☕"}) == (
+        'data: {"type":"delta","text":"café ☕"}\n\n'.encode()
+    )
+
+
+def test_what_orjson_refuses_is_still_encoded() -> None:
+    encoded = encode_event({"text": "lone \ud800"})
+
+    assert encoded == b'data: {"text":"lone \\ud800"}\n\n'
+    assert json.loads(encoded.removeprefix(b"data: ")) == {"text": "lone \ud800"}

@@ -8,6 +8,7 @@ from contextlib import aclosing
 from typing import Any
 
 import anyio
+import orjson
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -20,8 +21,12 @@ KEEP_ALIVE_COMMENT = b": keep-alive\n\n"
 
 
 def encode_event(data: dict[str, Any]) -> bytes:
-    # ensure_ascii: any text the upstream sent stays encodable.
-    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    try:
+        return b"data: %b\n\n" % orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        # What orjson refuses (a lone surrogate, a non-string key) json writes,
+        # ASCII-escaped, as before.
+        return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
 class EventStreamResponse(Response):

@@ -60,12 +60,6 @@ class Sleeps:
         self.delays.append(seconds)
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def make_upstream(
     http: aiohttp.ClientSession,
     fake: FakeUpstream,

@@ -2,21 +2,27 @@
 
 No SDK: one POST to `{base_url}/chat/completions`, JSON or server-sent events.
 Timeouts are per phase (connect, and the gap between two reads), not one total
-timeout, which would cut long streams. Retries, fallbacks, the circuit breaker and
-the concurrency cap wrap this client in `askgate.llm.resilience`.
+timeout, which would cut long streams. What is constant for an upstream (URLs,
+headers, timeouts, the system message) is built once, in `__init__`. Retries,
+fallbacks, the circuit breaker and the concurrency cap wrap this client in
+`askgate.llm.resilience`.
 """
 
+import json
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
+import orjson
 
 from askgate.llm.errors import check_content_type, check_status, too_large, translate
 from askgate.llm.parsing import parse_completion, parse_events
 from askgate.llm.types import ChatParams, Completion, Delta, StreamEnd
 
 DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+_CHECK_TIMEOUT: Final = aiohttp.ClientTimeout(total=3)
+_INCLUDE_USAGE: Final = {"include_usage": True}
 
 
 class LLMClient:
@@ -37,8 +43,15 @@ class LLMClient:
         self._http = http
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self._api_key = api_key
-        self._system_prompt = system_prompt
+        self._completions_url = f"{self.base_url}/chat/completions"
+        self._models_url = f"{self.base_url}/models"
+        # aiohttp copies the headers into each request; this dict is never changed.
+        self._headers = {"Content-Type": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._system_messages: tuple[dict[str, str], ...] = (
+            ({"role": "system", "content": system_prompt},) if system_prompt else ()
+        )
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
@@ -48,35 +61,32 @@ class LLMClient:
     def __repr__(self) -> str:  # the key stays out of reprs and logs
         return f"LLMClient(base_url={self.base_url!r}, model={self.model!r})"
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        return headers
-
-    def _payload(self, params: ChatParams, *, stream: bool) -> dict[str, Any]:
-        messages = []
-        if self._system_prompt:
-            messages.append({"role": "system", "content": self._system_prompt})
-        messages.append({"role": "user", "content": params.content})
+    def _body(self, params: ChatParams, *, stream: bool) -> bytes:
         payload: dict[str, Any] = {
             "model": self.model,
-            "messages": messages,
+            "messages": [
+                *self._system_messages,
+                {"role": "user", "content": params.content},
+            ],
             "max_tokens": params.max_tokens,
             "stream": stream,
         }
         if params.temperature is not None:
             payload["temperature"] = params.temperature
         if stream:
-            payload["stream_options"] = {"include_usage": True}
-        return payload
+            payload["stream_options"] = _INCLUDE_USAGE
+        try:
+            return orjson.dumps(payload)
+        except orjson.JSONEncodeError:
+            # A lone surrogate, which orjson will not encode; json escapes it.
+            return json.dumps(payload).encode()
 
     async def complete(self, params: ChatParams) -> Completion:
         try:
             async with self._http.post(
-                f"{self.base_url}/chat/completions",
-                json=self._payload(params, stream=False),
-                headers=self._headers(),
+                self._completions_url,
+                data=self._body(params, stream=False),
+                headers=self._headers,
                 timeout=self._timeout,
             ) as response:
                 check_status(response)
@@ -94,9 +104,9 @@ class LLMClient:
         """
         try:
             async with self._http.post(
-                f"{self.base_url}/chat/completions",
-                json=self._payload(params, stream=True),
-                headers=self._headers(),
+                self._completions_url,
+                data=self._body(params, stream=True),
+                headers=self._headers,
                 timeout=self._timeout,
             ) as response:
                 try:
@@ -120,9 +130,7 @@ class LLMClient:
         """Cheap liveness probe: GET {base_url}/models."""
         try:
             async with self._http.get(
-                f"{self.base_url}/models",
-                headers=self._headers(),
-                timeout=aiohttp.ClientTimeout(total=3),
+                self._models_url, headers=self._headers, timeout=_CHECK_TIMEOUT
             ) as response:
                 return response.status == 200
         except (TimeoutError, aiohttp.ClientError):

@@ -1,12 +1,18 @@
 """Reading what an OpenAI-compatible upstream sends: a completion as one JSON
-object, or a stream of server-sent events, each a JSON chunk. Whatever the
-upstream sends, the text that comes out can be stored (see `_storable`).
+object, or a stream of server-sent events, each a JSON chunk.
+
+This runs for every chunk of every stream, so the loop stays lean: orjson parses
+each event, the model name is cleaned once rather than per chunk, and nothing is
+allocated for a line that is not a `data:` line. Whatever the upstream sends, the
+text that comes out can be stored (see `_storable`).
 """
 
 import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterable
 from typing import Any
+
+import orjson
 
 from askgate.llm.errors import UpstreamError, invalid_response, too_large
 from askgate.llm.types import Completion, Delta, StreamEnd, Usage
@@ -19,10 +25,7 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def parse_completion(body: bytes, *, default_model: str) -> Completion:
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        raise invalid_response("not JSON") from None
+    data = _loads(body, "not JSON")
     if not isinstance(data, dict):
         raise invalid_response("not a JSON object")
     choices = data.get("choices")
@@ -49,6 +52,7 @@ async def parse_events(
     store it).
     """
     model = default_model
+    sent_model: Any = None  # the raw name `model` was cleaned from
     usage = Usage(None, None)
     deltas = 0
     text_bytes = 0
@@ -68,17 +72,28 @@ async def parse_events(
                 yield StreamEnd(model=model, usage=_settled(usage, deltas))
                 return
             event = _parse_event(data)
-            model = _model_name(event.get("model"), model)
+            name = event.get("model")
+            if name != sent_model:  # the same name comes with every chunk
+                sent_model = name
+                model = _model_name(name, model)
             if event.get("usage"):
                 usage = _usage(event["usage"])
-            for choice in event.get("choices") or []:
+            choices = event.get("choices")
+            if not isinstance(choices, list):
+                continue
+            for choice in choices:
                 if not isinstance(choice, dict):
                     continue
                 delta = choice.get("delta")
                 text = delta.get("content") if isinstance(delta, dict) else None
                 if isinstance(text, str) and text:
                     deltas += 1
-                    text_bytes += len(text.encode("utf-8", "surrogatepass"))
+                    # isascii() is O(1): most deltas skip the encoding
+                    text_bytes += (
+                        len(text)
+                        if text.isascii()
+                        else len(text.encode("utf-8", "surrogatepass"))
+                    )
                     if text_bytes > limit:
                         raise too_large(limit)
                     yield Delta(_storable(text))
@@ -89,11 +104,21 @@ async def parse_events(
     yield StreamEnd(model=model, usage=_settled(usage, deltas))
 
 
-def _parse_event(data: bytes) -> dict[str, Any]:
+def _loads(data: bytes, not_json: str) -> Any:
     try:
-        event = json.loads(data)
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    # What orjson refuses and the standard parser accepts is accepted as before:
+    # a lone surrogate escape (replaced by _storable), NaN, integers over 64 bits.
+    try:
+        return json.loads(data)
     except (ValueError, RecursionError):
-        raise invalid_response("an event is not JSON") from None
+        raise invalid_response(not_json) from None
+
+
+def _parse_event(data: bytes) -> dict[str, Any]:
+    event = _loads(data, "an event is not JSON")
     if not isinstance(event, dict):
         raise invalid_response("an event is not a JSON object")
     if "error" in event:
@@ -104,12 +129,13 @@ def _parse_event(data: bytes) -> dict[str, Any]:
 def _usage(data: Any) -> Usage:
     if not isinstance(data, dict):
         return Usage(None, None)
+    return Usage(
+        _count(data.get("prompt_tokens")), _count(data.get("completion_tokens"))
+    )
 
-    def count(key: str) -> int | None:
-        value = data.get(key)
-        return value if isinstance(value, int) and value >= 0 else None
 
-    return Usage(count("prompt_tokens"), count("completion_tokens"))
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and value >= 0 else None
 
 
 def _storable(text: str) -> str:

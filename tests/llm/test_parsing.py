@@ -1,0 +1,198 @@
+"""What the parsers make of an upstream's bytes, however they are cut into chunks
+and whatever odd JSON they hold."""
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from askgate.llm.errors import UpstreamError
+from askgate.llm.parsing import (
+    MAX_MODEL_NAME,
+    MAX_STREAM_LINE_BYTES,
+    parse_completion,
+    parse_events,
+)
+from askgate.llm.types import Completion, Delta, StreamEnd, Usage
+
+
+def chunk(
+    text: str | None = None, *, model: Any = "m", finish: str | None = None
+) -> dict[str, Any]:
+    delta = {} if text is None else {"content": text}
+    return {
+        "object": "chat.completion.chunk",
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def sse(*events: dict[str, Any] | bytes) -> bytes:
+    return b"".join(
+        b"data: %b\n\n" % (e if isinstance(e, bytes) else json.dumps(e).encode())
+        for e in events
+    )
+
+
+async def pieces(body: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+async def parse(
+    body: bytes, *, size: int | None = None, limit: int = 4096
+) -> list[Delta | StreamEnd]:
+    events = parse_events(
+        pieces(body, size or len(body)), default_model="default", limit=limit
+    )
+    return [event async for event in events]
+
+
+USAGE = {"prompt_tokens": 2, "completion_tokens": 5}
+BODY = sse(
+    chunk("Hel"),
+    chunk("lo"),
+    chunk(finish="stop"),
+    {"model": "m", "choices": [], "usage": USAGE},
+    b"[DONE]",
+)
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, len(BODY)])
+async def test_events_do_not_depend_on_where_the_body_is_cut(size: int) -> None:
+    assert await parse(BODY, size=size) == [
+        Delta("Hel"),
+        Delta("lo"),
+        StreamEnd(model="m", usage=Usage(2, 5)),
+    ]
+
+
+async def test_comments_other_fields_and_crlf_are_skipped() -> None:
+    body = BODY.replace(b"\n", b"\r\n")
+    body = b": keep-alive\r\n\r\nevent: message\r\nid: 1\r\n" + body
+
+    assert await parse(body) == await parse(BODY)
+
+
+async def test_without_usage_each_delta_counts_as_a_token() -> None:
+    events = await parse(sse(chunk("a"), chunk("b"), chunk(finish="stop")))
+
+    assert events[-1] == StreamEnd(model="m", usage=Usage(None, 2))
+
+
+async def test_the_model_name_follows_the_chunks() -> None:
+    first = await parse(sse(chunk("a", model="one"), chunk(finish="stop", model=None)))
+    second = await parse(
+        sse(chunk("a", model="one"), chunk(finish="stop", model="two"), b"[DONE]")
+    )
+    unnamed = await parse(sse(chunk("a", model=7), chunk(finish="stop", model="")))
+
+    assert first[-1] == StreamEnd(model="one", usage=Usage(None, 1))
+    assert second[-1] == StreamEnd(model="two", usage=Usage(None, 1))
+    assert unnamed[-1] == StreamEnd(model="default", usage=Usage(None, 1))
+
+
+async def test_unstorable_characters_are_replaced() -> None:
+    # orjson refuses the lone surrogate; the standard parser takes the event.
+    body = (
+        b'data: {"model":"x\\udfff\\u0000","choices":[{"delta":'
+        b'{"content":"a\\ud800b\\u0000c"},"finish_reason":"stop"}]}\n\n'
+    )
+
+    assert await parse(body) == [
+        Delta("a\ufffdb\ufffdc"),
+        StreamEnd(model="x\ufffd\ufffd", usage=Usage(None, 1)),
+    ]
+
+
+async def test_a_long_model_name_is_cut_to_the_column_width() -> None:
+    events = await parse(sse(chunk("a", model="n" * 500, finish="stop")))
+
+    assert events[-1] == StreamEnd(model="n" * MAX_MODEL_NAME, usage=Usage(None, 1))
+
+
+async def test_json_orjson_refuses_is_accepted_as_before() -> None:
+    body = (
+        b'data: {"model":"m","temperature":NaN,"choices":[{"delta":{"content":"x"},'
+        b'"finish_reason":"stop"}],"usage":{"prompt_tokens":1,'
+        b'"completion_tokens":100000000000000000000}}\n\n'
+    )
+
+    assert await parse(body) == [
+        Delta("x"),
+        StreamEnd(model="m", usage=Usage(1, 10**20)),
+    ]
+
+
+async def test_choices_that_are_not_a_list_are_ignored() -> None:
+    body = sse({"model": "m", "choices": 5}, chunk("a", finish="stop"))
+
+    assert await parse(body) == [Delta("a"), StreamEnd("m", Usage(None, 1))]
+
+
+@pytest.mark.parametrize(
+    ("texts", "limit"),
+    [
+        pytest.param(["abc", "de"], 5, id="ascii"),
+        pytest.param(["é", "é"], 4, id="two-byte"),
+        pytest.param(["☕"], 3, id="three-byte"),
+    ],
+)
+async def test_the_answer_may_reach_the_limit_in_utf8_bytes(
+    texts: list[str], limit: int
+) -> None:
+    body = sse(*(chunk(text) for text in texts), chunk(finish="stop"))
+
+    events = await parse(body, limit=limit)
+    with pytest.raises(UpstreamError, match=f"too large \\(over {limit - 1} bytes"):
+        await parse(body, limit=limit - 1)
+
+    assert [e.text for e in events if isinstance(e, Delta)] == texts
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        pytest.param(b"data: {not json\n\n", "an event is not JSON", id="not-json"),
+        pytest.param(b"data: [1]\n\n", "not a JSON object", id="not-object"),
+        pytest.param(b'data: {"error":{}}\n\n', "reported an error", id="error"),
+        pytest.param(
+            b"data: " + b"x" * MAX_STREAM_LINE_BYTES, "line is too long", id="line"
+        ),
+        pytest.param(sse(chunk("a")), "ended before the answer", id="unfinished"),
+    ],
+)
+async def test_broken_streams_raise(body: bytes, reason: str) -> None:
+    with pytest.raises(UpstreamError, match=reason):
+        await parse(body)
+
+
+def completion_body(content: Any, model: Any = "m") -> bytes:
+    return json.dumps(
+        {
+            "model": model,
+            "choices": [{"message": {"content": content}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": -1},
+        }
+    ).encode()
+
+
+def test_a_completion_is_parsed() -> None:
+    assert parse_completion(completion_body("Hi\ud800"), default_model="d") == (
+        Completion(text="Hi\ufffd", model="m", usage=Usage(3, None))
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        pytest.param(b"{not json", "not JSON", id="not-json"),
+        pytest.param(b"[]", "not a JSON object", id="not-object"),
+        pytest.param(b'{"choices":[]}', "no choices", id="no-choices"),
+        pytest.param(completion_body(None), "no message content", id="no-content"),
+    ],
+)
+def test_broken_completions_raise(body: bytes, reason: str) -> None:
+    with pytest.raises(UpstreamError, match=reason):
+        parse_completion(body, default_model="d")
