@@ -1,9 +1,9 @@
 """Stop work for a client that has gone away."""
 
+import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
-import anyio
 from starlette.requests import Request
 
 T = TypeVar("T")
@@ -22,24 +22,28 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     The body has been read already, so the next ASGI message is the disconnect.
     Without this, uvicorn lets a plain handler run to the end for nobody: an LLM
     answer paid for and stored as answered although no one received it.
+
+    One plain asyncio task watches, and cancels this one when the client leaves
+    (a task group would cost several times more on every question).
     """
-    results: list[T] = []
-    failure: Exception | None = None
-    async with anyio.create_task_group() as group:
+    current = asyncio.current_task()
+    assert current is not None
+    client_left = False
 
-        async def watch_disconnect() -> None:
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            group.cancel_scope.cancel()
+    async def watch_disconnect() -> None:
+        nonlocal client_left
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        client_left = True
+        current.cancel()
 
-        group.start_soon(watch_disconnect)
-        try:
-            results.append(await work)
-        except Exception as exc:  # re-raised below, not wrapped in a group
-            failure = exc
-        group.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
-    if not results:
-        raise ClientDisconnected
-    return results[0]
+    watcher = asyncio.create_task(watch_disconnect())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        # Our own cancellation only: any other (server shutdown) goes on.
+        if client_left and current.uncancel() == 0:
+            raise ClientDisconnected from None
+        raise
+    finally:
+        watcher.cancel()

@@ -49,8 +49,9 @@ class GroupCommit(Generic[Item, Result]):
         self._pending.append((item, future))
         if self._worker is None:
             self._worker = asyncio.create_task(self._run())
-        # shield: the write goes on, and is kept, if the caller is cancelled.
-        return await asyncio.shield(future)
+        # A caller cancelled here cancels only its own future: the write is the
+        # worker's, and it goes on.
+        return await future
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is written (app shutdown)."""
