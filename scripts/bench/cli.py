@@ -145,8 +145,71 @@ def _open_streams_note(rows: list[Row]) -> str:
     return "; ".join(notes)
 
 
+def _log_note(rows: list[Row]) -> str:
+    """Rows whose server logged warnings or errors while measured: wrk sees a
+    stream that ends in an error event as a success."""
+    return "; ".join(
+        f"{row.scenario} × {row.connections} ({row.target}): {row.log_problems}"
+        for row in rows
+        if row.log_problems
+    )
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> NoReturn:
     sys.exit(128 + signum)  # SystemExit unwinds: every server is stopped
+
+
+def _plan(args: argparse.Namespace, workdir: Path) -> Plan:
+    settings = RunSettings(
+        seconds=args.duration,
+        warmup_seconds=args.warmup,
+        wrk_threads=args.wrk_threads,
+        workdir=workdir,
+    )
+    return Plan(
+        only=args.only,
+        rounds=args.rounds,
+        settings=settings,
+        users=args.users,
+        chunks=args.chunks,
+        open_streams=args.open_streams,
+        slow_chunks=args.slow_chunks,
+        slow_chunk_delay=args.slow_chunk_delay,
+        workers=args.workers,
+        peers=args.peers,
+    )
+
+
+def _print_results(
+    args: argparse.Namespace,
+    rows: list[Row],
+    targets: list[dict[str, Any]],
+    *,
+    seconds: float,
+    load: tuple[float, float],
+) -> None:
+    print(table(rows))
+    print()
+    print(
+        legend(
+            rounds=args.rounds,
+            seconds=args.duration,
+            warmup=args.warmup,
+            slow_delay=args.slow_chunk_delay,
+        )
+    )
+    print()
+    print(targets_text(targets))
+    if note := _open_streams_note(rows):
+        print(f"\nOpen streams: {note}.")
+    if note := _log_note(rows):
+        print(f"\nWARNING/ERROR lines logged during the runs: {note}.")
+    # Anything else running on the machine takes cores from the servers.
+    print(
+        f"\nTook {seconds / 60:.1f} minutes; load average (1 min) "
+        f"{load[0]:.1f} at the start, {load[1]:.1f} at the end, on {os.cpu_count()} "
+        "cores."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,25 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     keep = args.keep
     started, load_before = time.monotonic(), os.getloadavg()[0]
     try:
-        settings = RunSettings(
-            seconds=args.duration,
-            warmup_seconds=args.warmup,
-            wrk_threads=args.wrk_threads,
-            workdir=workdir,
-        )
-        plan = Plan(
-            only=args.only,
-            rounds=args.rounds,
-            settings=settings,
-            users=args.users,
-            chunks=args.chunks,
-            open_streams=args.open_streams,
-            slow_chunks=args.slow_chunks,
-            slow_chunk_delay=args.slow_chunk_delay,
-            workers=args.workers,
-            peers=args.peers,
-        )
-        rows = Bench(plan).run()
+        rows = Bench(_plan(args, workdir)).run()
     except KeyboardInterrupt:
         print("bench: interrupted; every server it started is stopped", file=sys.stderr)
         return 130
@@ -193,26 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     seconds, load = time.monotonic() - started, (load_before, os.getloadavg()[0])
     targets = evaluate_targets(rows)
-    print(table(rows))
-    print()
-    print(
-        legend(
-            rounds=args.rounds,
-            seconds=args.duration,
-            warmup=args.warmup,
-            slow_delay=args.slow_chunk_delay,
-        )
-    )
-    print()
-    print(targets_text(targets))
-    if note := _open_streams_note(rows):
-        print(f"\nOpen streams: {note}.")
-    # Anything else running on the machine takes cores from the servers.
-    print(
-        f"\nTook {seconds / 60:.1f} minutes; load average (1 min) "
-        f"{load[0]:.1f} at the start, {load[1]:.1f} at the end, on {os.cpu_count()} "
-        "cores."
-    )
+    _print_results(args, rows, targets, seconds=seconds, load=load)
     if args.json is not None:
         about = _about(args, seconds) | {"load_average": load}
         write_json(args.json, rows=rows, targets=targets, about=about)

@@ -64,8 +64,8 @@ def _children_cpu_seconds() -> float:
 def _errors(
     figures: dict[str, int | None], load: Load, connections: int
 ) -> dict[str, int]:
-    errors = {kind: figures[kind] or 0 for kind in ("connect", "read", "write")}
-    errors["timeout"] = figures["timeout"] or 0
+    kinds = ("connect", "read", "write", "timeout")
+    errors = {kind: figures[kind] or 0 for kind in kinds}
     # wrk drops the requests still in flight when a run ends, uncounted: a server
     # that answers nothing would show no errors at all.
     if not figures["requests"]:

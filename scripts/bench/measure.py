@@ -30,7 +30,7 @@ class Credentials(Protocol):
 class Target:
     name: str  # "askgate", "pass-through" or a peer's name
     server: Server
-    users: Credentials | None  # None: no authentication
+    credentials: Credentials | None  # None: no authentication
     openai_api: bool = False  # asked through /v1/chat/completions, not /questions
 
 
@@ -93,7 +93,8 @@ class _Watch:
 
 
 def _tokens(target: Target, seconds: float) -> list[str]:
-    return target.users.tokens(seconds) if target.users is not None else []
+    credentials = target.credentials
+    return credentials.tokens(seconds) if credentials is not None else []
 
 
 def measure_load(

@@ -1,6 +1,6 @@
 """The scenario groups: which servers each starts, which rows it measures, in what
-order. Rows of a group are interleaved (pass-through, then each askgate, for each
-scenario in turn) and the whole sequence repeated `rounds` times, so drift on a
+order. Rows of a group are interleaved (pass-through, then each other target, for
+each scenario in turn) and the whole sequence repeated `rounds` times, so drift on a
 shared machine falls on both sides of a ratio alike."""
 
 import json
@@ -111,7 +111,7 @@ class Bench:
         server = start_passthrough(
             processes, self.workdir, upstream=upstream, workers=workers
         )
-        return Target(PASSTHROUGH, server, users=None)
+        return Target(PASSTHROUGH, server, credentials=None)
 
     def _askgate(
         self,
@@ -266,6 +266,11 @@ class Bench:
             f"{run.requests_per_second:,.0f} req/s, p99 {run.p99_ms:,.1f} ms, "
             f"CPU {'–' if cpu is None else f'{cpu:.2f}'} ms/req, "
             f"{run.error_count} errors; cores busy: {busy}"
+            + (
+                f"; {run.log_problems} WARNING/ERROR log lines"
+                if run.log_problems
+                else ""
+            )
         )
 
     def _say(self, message: str) -> None:

@@ -59,6 +59,10 @@ class Row:
         """Summed over the rounds, not a median: one bad round must show."""
         return sum(run.error_count for run in self.runs)
 
+    @property
+    def log_problems(self) -> int:
+        return sum(run.log_problems for run in self.runs)
+
     def _ratio(self, figure: Callable[["Row"], float | None]) -> float | None:
         if self.reference is None:
             return None
