@@ -4,7 +4,9 @@ SQLite's write lock, so every other writer goes on meanwhile (a writer held behi
 the lock would wait up to SQLite's 30 s busy timeout).
 
 Each test holds the app's hasher in one call until released, so "meanwhile" is
-certain, not a matter of timing.
+certain, not a matter of timing. They run on PostgreSQL too, where the checks that
+replace the held lock (a login or a password change is written only if the hash
+it checked is still there) rely on row locks instead.
 """
 
 import asyncio
@@ -27,6 +29,14 @@ from askgate.db import Database
 from askgate.users.models import Role, User
 from askgate.users.service import PASSWORD_CHANGED_MEANWHILE
 from tests.factories import Account, auth_headers, create_user, login
+from tests.postgres_server import (
+    BACKENDS,
+    postgres_server,
+    postgres_url,
+    with_database,
+)
+
+__all__ = ["postgres_server", "postgres_url"]  # fixtures used through `with_database`
 
 PROMPTLY = 5.0  # seconds
 NEW_PASSWORD = "a brand new passphrase"
@@ -63,6 +73,11 @@ class HeldHasher:
 
 
 Hold = Callable[[str], HeldHasher]
+
+
+@pytest.fixture(params=BACKENDS)
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    return with_database(settings, request)
 
 
 @pytest.fixture
