@@ -4,7 +4,12 @@ Transaction rule: a request's `SessionDep` lives only as long as its handler; it
 commits when the handler returns and rolls back when it raises. Services only flush,
 with one exception: a failure that must itself be recorded (a reused refresh token
 revoking its family) commits before raising. Code that waits for the LLM holds no
-session; it opens a short `Database.write()` block before and after the call.
+session: its writes before and after the call are group-committed
+(askgate.questions.ledger). Code that hashes or verifies a password holds no
+session either: login, registration, user creation and password changes read in a
+short `Database.read()`, run Argon2 with no session open, then write in a short
+`Database.write()` that checks the hash it verified is still there
+(auth/service.py, users/service.py).
 """
 
 from collections.abc import AsyncIterator

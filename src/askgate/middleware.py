@@ -8,7 +8,6 @@ import time
 import uuid
 
 from fastapi import HTTPException
-from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -57,10 +56,13 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 started_response = True
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers[REQUEST_ID_HEADER] = request_id
                 elapsed_ms = (time.perf_counter() - started) * 1000
-                headers["X-Process-Time-ms"] = f"{elapsed_ms:.1f}"
+                # Appended raw: nothing inside sets these two headers.
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", request_id.encode()),
+                    (b"x-process-time-ms", b"%.1f" % elapsed_ms),
+                ]
             await send(message)
 
         try:
@@ -186,6 +188,16 @@ _SECURITY_HEADERS = {
 }
 
 
+def _raw_headers(csp: str) -> list[tuple[bytes, bytes]]:
+    headers = {**_SECURITY_HEADERS, "Content-Security-Policy": csp}
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
+
+# Encoded once: every response gets one of these two lists appended.
+_API_HEADERS = _raw_headers(API_CSP)
+_DOCS_HEADERS = _raw_headers(DOCS_CSP)
+
+
 def _is_docs(path: str) -> bool:
     return path in DOCS_PATHS or path.startswith(DOCS_ASSETS_PREFIX)
 
@@ -200,14 +212,12 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if _is_docs(scope["path"]) else API_CSP
+        extra = _DOCS_HEADERS if _is_docs(scope["path"]) else _API_HEADERS
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in _SECURITY_HEADERS.items():
-                    headers[name] = value
-                headers["Content-Security-Policy"] = csp
+                # Appended raw: no response of askgate's sets these itself.
+                message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -176,7 +176,10 @@ class Upstream:
         with _reporting_instead_of_busy(previous):
             self.breaker.check()
             try:
-                async with asyncio.timeout(self._queue_timeout):
+                if self._slots.locked():  # wait, but not for ever
+                    async with asyncio.timeout(self._queue_timeout):
+                        await self._slots.acquire()
+                else:  # a free slot: taken at once, no timer to arm
                     await self._slots.acquire()
             except TimeoutError:
                 raise UpstreamBusy(

@@ -1,13 +1,13 @@
 from typing import Annotated
 
-from fastapi import Depends, Path
+from fastapi import Depends, Path, Request
 
 from askgate.auth.deps import CurrentUser
 from askgate.db import SessionDep
 from askgate.errors import NotFound
 from askgate.questions.models import Question
 from askgate.questions.service import get_question
-from askgate.runtime import RuntimeDep
+from askgate.runtime import Runtime
 from askgate.throttle import RateLimitStatus
 from askgate.users.models import Role
 
@@ -28,8 +28,11 @@ async def get_owned_question(
 OwnedQuestion = Annotated[Question, Depends(get_owned_question)]
 
 
-async def limit_questions(user: CurrentUser, runtime: RuntimeDep) -> RateLimitStatus:
+async def limit_questions(user: CurrentUser, request: Request) -> RateLimitStatus:
     """Count the question against the caller's limit per minute (429 past it)."""
+    # The runtime straight from the app, not RuntimeDep: one dependency less to
+    # solve on the busiest route.
+    runtime: Runtime = request.app.state.runtime
     return await runtime.limiter.count_question(user.id)
 
 

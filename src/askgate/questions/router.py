@@ -13,7 +13,7 @@ from askgate.errors import UpstreamUnavailable, error_responses
 from askgate.questions import service
 from askgate.questions.deps import OwnedQuestion, QuestionRateLimit
 from askgate.questions.schemas import QuestionCreate, QuestionRead
-from askgate.runtime import RuntimeDep
+from askgate.runtime import Runtime, RuntimeDep
 from askgate.sse import EventStreamResponse
 from askgate.throttle import RATE_LIMIT_HEADERS
 
@@ -85,9 +85,9 @@ async def ask(
     request: Request,
     data: QuestionCreate,
     user: CurrentUser,
-    runtime: RuntimeDep,
     rate_limit: QuestionRateLimit,
 ) -> Response:
+    runtime: Runtime = request.app.state.runtime  # not RuntimeDep: see limit_questions
     if runtime.llm is None:
         raise UpstreamUnavailable("No LLM upstream is configured")
     if data.stream:
