@@ -7,11 +7,12 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
-import anyio
 import orjson
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
+
+from askgate.disconnect import ClientDisconnected, DisconnectWatch
 
 # Proxies cut a connection that stays silent for their idle timeout (nginx's
 # proxy_read_timeout is 60 s): a comment line every 15 s of silence, while the
@@ -32,8 +33,8 @@ def encode_event(data: dict[str, Any]) -> bytes:
 class EventStreamResponse(Response):
     """Streams `data:` events from an async iterator of JSON objects.
 
-    A task watches for `http.disconnect` and cancels the stream the moment it
-    arrives, so the producer (and the upstream request behind it) stops at once
+    A watcher (askgate.disconnect) cancels the stream the moment the client
+    leaves, so the producer (and the upstream request behind it) stops at once
     instead of at its next write. The producer is always closed (`aclose`), so its
     cleanup runs whether the stream ended, failed or was cut. After each
     `keep_alive` seconds without an event, a comment line is sent.
@@ -57,41 +58,8 @@ class EventStreamResponse(Response):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        # The producer runs in this task, as it would without keep-alives; a
-        # second task sends the comments. The lock keeps their sends apart.
-        sending = asyncio.Lock()
-        last_sent = loop.time()
-        ended = False
-
-        async with anyio.create_task_group() as group:
-
-            async def watch_disconnect() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                group.cancel_scope.cancel()
-
-            async def keep_alive() -> None:
-                # Never touches the producer: a pending `__anext__` cancelled on a
-                # timeout would throw into it halfway through its work.
-                nonlocal last_sent
-                while True:
-                    silence = loop.time() - last_sent
-                    if silence < self.keep_alive:
-                        await anyio.sleep(self.keep_alive - silence)
-                        continue
-                    async with sending:
-                        if ended:
-                            return
-                        try:
-                            await send(_body(KEEP_ALIVE_COMMENT))
-                        except OSError:  # the client is gone
-                            group.cancel_scope.cancel()
-                            return
-                    last_sent = loop.time()
-
-            group.start_soon(watch_disconnect)
-            try:
+        try:
+            with DisconnectWatch(receive) as watch:
                 await send(
                     {
                         "type": "http.response.start",
@@ -99,19 +67,63 @@ class EventStreamResponse(Response):
                         "headers": self.raw_headers,
                     }
                 )
-                group.start_soon(keep_alive)
-                async with aclosing(self.events) as events:
-                    async for event in events:
-                        message = _body(encode_event(event))
-                        async with sending:
-                            await send(message)
-                        last_sent = loop.time()
-                async with sending:
-                    ended = True
-                    await send({"type": "http.response.body", "body": b""})
-            except OSError:
-                pass  # the client is gone; the producer was closed above
-            group.cancel_scope.cancel()
+                keep_alive = _KeepAlive(send, self.keep_alive, watch)
+                try:
+                    async with aclosing(self.events) as events:
+                        async for event in events:
+                            await send(_body(encode_event(event)))
+                            keep_alive.sent()
+                finally:
+                    keep_alive.stop()
+                await send({"type": "http.response.body", "body": b""})
+        except (ClientDisconnected, OSError):
+            pass  # the client is gone; the producer was closed above
+
+
+class _KeepAlive:
+    """A comment after each `interval` seconds without a send.
+
+    A timer checks once per interval, not once per event, and sends from a task
+    of its own: the producer is never touched (a pending `__anext__` cancelled
+    on a timeout would throw into it halfway through its work). Sends stay whole
+    whatever their order: an ASGI server writes each message at once.
+    """
+
+    def __init__(self, send: Send, interval: float, watch: DisconnectWatch) -> None:
+        self._send = send
+        self._interval = interval
+        self._watch = watch
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()
+        self._sending: asyncio.Task[None] | None = None
+        self._timer = self._loop.call_later(interval, self._due)
+
+    def sent(self) -> None:
+        self._last = self._loop.time()
+
+    def stop(self) -> None:
+        """Before the last message: no comment may follow it."""
+        self._timer.cancel()
+        if self._sending is not None:
+            self._sending.cancel()
+
+    def _due(self) -> None:
+        silence = self._loop.time() - self._last
+        if silence >= self._interval and self._sending is None:
+            self._sending = self._loop.create_task(self._comment())
+            silence = 0.0
+        self._timer = self._loop.call_later(self._interval - silence, self._due)
+
+    async def _comment(self) -> None:
+        try:
+            if self._loop.time() - self._last < self._interval:
+                return  # an event went out since the timer decided
+            await self._send(_body(KEEP_ALIVE_COMMENT))
+            self.sent()
+        except OSError:
+            self._watch.client_left()
+        finally:
+            self._sending = None
 
 
 def _body(chunk: bytes) -> Message:
