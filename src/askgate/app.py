@@ -1,6 +1,7 @@
 """The FastAPI application: create_app() and the lifespan that owns long-lived
 objects (engine, sessionmakers, the single aiohttp session, the LLM client)."""
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -105,8 +106,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ledger=ledger,
             )
             await _ensure_first_admin(settings, db)
+            # Everything built so far (modules, FastAPI's routes and models,
+            # SQLAlchemy's mappers: ~150,000 objects) lives as long as the app:
+            # left to the cyclic GC, it was walked again and again as requests
+            # allocate, a fifth of the CPU of a question. Frozen, it is skipped.
+            gc.collect()
+            gc.freeze()
             yield
         finally:
+            gc.unfreeze()
             await ledger.drain()
             callers.close()
             await http.close()
