@@ -1,10 +1,18 @@
+import asyncio
 import sqlite3
+import uuid
 import warnings
 from pathlib import Path
 
 from alembic import command
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from askgate import migrate
+from tests.postgres_server import PostgresServer, postgres_server
+
+__all__ = ["postgres_server"]  # the fixture
 
 TABLES = {
     "users",
@@ -76,3 +84,37 @@ def test_token_quota_downgrade_leaves_users_as_the_initial_schema(
     expected = _schema_sql(initial)
     for index in ("uq_users_username_lower", "uq_users_email_lower"):
         assert after[index] == expected[index]
+
+
+def test_upgrade_downgrade_upgrade_on_postgresql(
+    postgres_server: PostgresServer,
+) -> None:
+    """Both dialects' branches (the auth epoch's triggers are plpgsql there)."""
+    name = f"askgate_{uuid.uuid4().hex}"
+    asyncio.run(postgres_server.execute(f"CREATE DATABASE {name}"))
+    url = postgres_server.url(name)
+    try:
+        migrate.upgrade(url)
+        migrate.downgrade(url, "base")
+        migrate.upgrade(url)
+        assert asyncio.run(_epoch_after_a_user_update(url)) == 1
+    finally:
+        asyncio.run(postgres_server.execute(f"DROP DATABASE {name} WITH (FORCE)"))
+
+
+async def _epoch_after_a_user_update(url: str) -> int:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO users (username, password_hash, role, is_active, "
+                    "created_at, updated_at) VALUES ('a', 'x', 'user', true, "
+                    "now(), now())"
+                )
+            )
+            await connection.execute(text("UPDATE users SET is_active = false"))
+            epoch = await connection.scalar(text("SELECT value FROM auth_epoch"))
+        return int(epoch)
+    finally:
+        await engine.dispose()

@@ -19,6 +19,14 @@ from askgate.config import Settings
 from askgate.quota.service import PROMPT_OVERHEAD_TOKENS
 from tests.factories import Account
 from tests.fake_upstream import FakeUpstream, answer_for
+from tests.postgres_server import (
+    BACKENDS,
+    postgres_server,
+    postgres_url,
+    with_database,
+)
+
+__all__ = ["postgres_server", "postgres_url"]  # fixtures used through `with_database`
 
 CONTENT = "hi"
 # What the fake upstream reports for CONTENT: 1 prompt + 3 answer tokens.
@@ -33,8 +41,11 @@ USAGE_FIELDS = {
 }
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
+@pytest.fixture(params=BACKENDS)
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """Every quota test on SQLite and on PostgreSQL, whose row locks (not one
+    writer at a time) keep concurrent reservations within the quota there."""
+    settings = with_database(settings, request)
     # Only the quota may refuse a question here, not the per-minute rate limit.
     settings.questions_per_minute = 10_000
     return settings

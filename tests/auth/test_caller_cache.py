@@ -2,13 +2,12 @@
 ends the cached access at once (the auth epoch, bumped by database triggers)."""
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from askgate.app import create_app
 from askgate.auth.cache import FreshValue
@@ -16,6 +15,20 @@ from askgate.config import Settings
 from askgate.db import Database
 from askgate.users.models import Role
 from tests.factories import Account, create_user, login
+from tests.postgres_server import (
+    BACKENDS,
+    postgres_server,
+    postgres_url,
+    with_database,
+)
+
+__all__ = ["postgres_server", "postgres_url"]  # fixtures used through `with_database`
+
+
+@pytest.fixture(params=BACKENDS)
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """On SQLite (the epoch read on the loop) and PostgreSQL (shared reads)."""
+    return with_database(settings, request)
 
 
 @pytest.fixture
@@ -80,15 +93,18 @@ async def test_deactivation_and_role_changes_elsewhere_apply_at_once(
 
 
 async def test_a_change_made_directly_in_the_database_applies_at_once(
-    client: httpx.AsyncClient, database_path: Path, db: Database
+    client: httpx.AsyncClient, db: Database
 ) -> None:
     """No code path can forget to invalidate: the triggers see every change."""
     account = await create_user(db, role=Role.USER)
     tokens = await login(client, account)
     assert await _me(client, tokens["access_token"]) == 200
 
-    with sqlite3.connect(database_path) as connection:
-        connection.execute("UPDATE users SET is_active = 0 WHERE id = ?", (account.id,))
+    async with db.write() as session:
+        await session.execute(
+            text("UPDATE users SET is_active = false WHERE id = :id"),
+            {"id": account.id},
+        )
 
     assert await _me(client, tokens["access_token"]) == 401
 
