@@ -92,6 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # (ASKGATE_LLM_MAX_CONCURRENCY) is the limit.
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
             raise_for_status=False,
+            # No cookie state: an upstream's cookie must not travel from one
+            # user's question to the next (and filtering a jar costs every call).
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         ledger = Ledger(db)
         callers = CallerCache(db, settings.signing_key())

@@ -69,7 +69,8 @@ def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     settings = load_settings()
-    migrate.upgrade(settings.sqlalchemy_url)
+    if not migrate.upgrade_in_child(settings.sqlalchemy_url):
+        raise CommandError("the database migration failed (see above)")
     local: LocalModelServer | None = None
     if settings.llm_base_url is None:
         try:

@@ -1,14 +1,20 @@
 """Run Alembic migrations from code (CLI, startup, tests)."""
 
+import multiprocessing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
+if TYPE_CHECKING:
+    # Imported where used: a serving process that never loads Alembic (and Mako)
+    # is ~12 MB smaller (see upgrade_in_child).
+    from alembic.config import Config
 
 _ROOT = Path(__file__).resolve().parent
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str) -> "Config":
+    from alembic.config import Config
+
     ini = _ini_path()
     config = Config(str(ini))
     config.set_main_option("script_location", str(ini.parent / "migrations"))
@@ -28,8 +34,22 @@ def _ini_path() -> Path:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Blocking: call it outside the event loop (or in a thread)."""
+    from alembic import command
+
     command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str = "base") -> None:
+    from alembic import command
+
     command.downgrade(alembic_config(url), revision)
+
+
+def upgrade_in_child(url: str) -> bool:
+    """`upgrade` in a forked process, so that the caller (the server about to
+    serve) never holds Alembic in memory; False if it failed (the child has
+    printed why)."""
+    child = multiprocessing.get_context("fork").Process(target=upgrade, args=(url,))
+    child.start()
+    child.join()
+    return child.exitcode == 0

@@ -21,9 +21,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import coredis
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -32,6 +31,11 @@ from limits.storage import storage_from_string
 
 from askgate.config import Settings
 from askgate.errors import ServiceUnavailable, TooManyRequests
+
+if TYPE_CHECKING:
+    # Imported only with Redis configured (Throttle.open): the Redis client pulls
+    # in numpy and pympler, ~0.5 s and ~30 MB per worker that need no Redis.
+    import coredis
 
 logger = logging.getLogger("askgate.throttle")
 
@@ -95,7 +99,7 @@ class Throttle:
         self,
         settings: Settings,
         storage: Storage,
-        pool: coredis.ConnectionPool | None = None,
+        pool: "coredis.ConnectionPool | None" = None,
     ) -> None:
         self._storage = storage
         self._pool = pool
@@ -124,6 +128,8 @@ class Throttle:
                 "ASKGATE_REDIS_URL must start with redis://, rediss:// or unix://"
             )
         # Our own pool, so that the lifespan can close its connections.
+        import coredis  # only now: see the TYPE_CHECKING import above
+
         pool = coredis.ConnectionPool.from_url(
             url,
             connect_timeout=REDIS_TIMEOUT_SECONDS,

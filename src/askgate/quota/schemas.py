@@ -9,7 +9,8 @@ class TokenUsageRead(Schema):
     day: date = Field(description="Today, in UTC")
     used_tokens: int = Field(description="Spent by today's finished questions")
     reserved_tokens: int = Field(
-        description="Held by questions still being answered, until they finish"
+        description="Held by questions still being answered, until they finish "
+        "(only under a quota: without one, a question reserves nothing)"
     )
     quota: int | None = Field(description="Tokens per UTC day; null: unlimited")
     remaining: int | None = Field(
