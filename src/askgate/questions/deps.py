@@ -1,14 +1,12 @@
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path
 
 from askgate.auth.deps import CurrentUser
 from askgate.db import SessionDep
 from askgate.errors import NotFound
 from askgate.questions.models import Question
 from askgate.questions.service import get_question
-from askgate.runtime import Runtime
-from askgate.throttle import RateLimitStatus
 from askgate.users.models import Role
 
 QuestionId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Question id")]
@@ -26,14 +24,3 @@ async def get_owned_question(
 
 
 OwnedQuestion = Annotated[Question, Depends(get_owned_question)]
-
-
-async def limit_questions(user: CurrentUser, request: Request) -> RateLimitStatus:
-    """Count the question against the caller's limit per minute (429 past it)."""
-    # The runtime straight from the app, not RuntimeDep: one dependency less to
-    # solve on the busiest route.
-    runtime: Runtime = request.app.state.runtime
-    return await runtime.limiter.count_question(user.id)
-
-
-QuestionRateLimit = Annotated[RateLimitStatus, Depends(limit_questions)]

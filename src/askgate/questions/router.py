@@ -11,7 +11,7 @@ from askgate.disconnect import (
 )
 from askgate.errors import UpstreamUnavailable, error_responses
 from askgate.questions import service
-from askgate.questions.deps import OwnedQuestion, QuestionRateLimit
+from askgate.questions.deps import OwnedQuestion
 from askgate.questions.schemas import QuestionCreate, QuestionRead
 from askgate.runtime import Runtime, RuntimeDep
 from askgate.sse import EventStreamResponse
@@ -85,9 +85,12 @@ async def ask(
     request: Request,
     data: QuestionCreate,
     user: CurrentUser,
-    rate_limit: QuestionRateLimit,
 ) -> Response:
-    runtime: Runtime = request.app.state.runtime  # not RuntimeDep: see limit_questions
+    # The runtime straight from the app and the rate limit counted here rather
+    # than through dependencies: FastAPI spends ~15 us solving each one, on the
+    # busiest route.
+    runtime: Runtime = request.app.state.runtime
+    rate_limit = await runtime.limiter.count_question(user.id)
     if runtime.llm is None:
         raise UpstreamUnavailable("No LLM upstream is configured")
     if data.stream:
