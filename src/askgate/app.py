@@ -62,12 +62,11 @@ async def _ensure_first_admin(settings: Settings, db: Database) -> None:
     if settings.admin_username is None or settings.admin_password is None:
         return
     try:
-        async with db.write() as session:
-            admin = await users_service.ensure_admin(
-                session=session,
-                username=settings.admin_username,
-                password=settings.admin_password.get_secret_value(),
-            )
+        admin = await users_service.ensure_admin(
+            db=db,
+            username=settings.admin_username,
+            password=settings.admin_password.get_secret_value(),
+        )
     except Conflict:
         # Another worker created it a moment ago, or a user holds that name.
         logger.warning(

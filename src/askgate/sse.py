@@ -2,17 +2,16 @@
 when the client leaves."""
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
-import orjson
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from askgate.disconnect import ClientDisconnected, DisconnectWatch
+from askgate.jsonbytes import dumps
 
 # Proxies cut a connection that stays silent for their idle timeout (nginx's
 # proxy_read_timeout is 60 s): a comment line every 15 s of silence, while the
@@ -22,12 +21,7 @@ KEEP_ALIVE_COMMENT = b": keep-alive\n\n"
 
 
 def encode_event(data: dict[str, Any]) -> bytes:
-    try:
-        return b"data: %b\n\n" % orjson.dumps(data)
-    except orjson.JSONEncodeError:
-        # What orjson refuses (a lone surrogate, a non-string key) json writes,
-        # ASCII-escaped, as before.
-        return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return b"data: %b\n\n" % dumps(data)
 
 
 class EventStreamResponse(Response):

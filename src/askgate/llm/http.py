@@ -8,14 +8,13 @@ fallbacks, the circuit breaker and the concurrency cap wrap this client in
 `askgate.llm.resilience`.
 """
 
-import json
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any, Final
 
 import aiohttp
-import orjson
 
+from askgate.jsonbytes import dumps
 from askgate.llm.errors import check_content_type, check_status, too_large, translate
 from askgate.llm.parsing import parse_completion, parse_events
 from askgate.llm.types import ChatParams, Completion, Delta, StreamEnd
@@ -75,11 +74,7 @@ class LLMClient:
             payload["temperature"] = params.temperature
         if stream:
             payload["stream_options"] = _INCLUDE_USAGE
-        try:
-            return orjson.dumps(payload)
-        except orjson.JSONEncodeError:
-            # A lone surrogate, which orjson will not encode; json escapes it.
-            return json.dumps(payload).encode()
+        return dumps(payload)
 
     async def complete(self, params: ChatParams) -> Completion:
         try:

@@ -178,15 +178,8 @@ async def settle_many(
         total[1] += item.reserved
     if not totals:
         return
-    insert = _dialect(session).insert(_TABLE)
     await session.execute(
-        insert.on_conflict_do_update(
-            index_elements=["user_id", "day"],
-            set_={
-                "used": _TABLE.c.used + insert.excluded.used,
-                "reserved": _TABLE.c.reserved + insert.excluded.reserved,
-            },
-        ),
+        _statements(session).settle,
         [
             {"user_id": user_id, "day": day, "used": used, "reserved": -released}
             for (user_id, day), (used, released) in sorted(totals.items())
@@ -210,8 +203,34 @@ async def usage_today(
     )
 
 
-def _dialect(session: AsyncSession) -> Any:
-    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+@dataclass(frozen=True, slots=True)
+class _Upserts:
+    """The two INSERT ... ON CONFLICT statements, in one dialect's syntax."""
+
+    ensure_row: Any  # a day's row for a user, if missing
+    settle: Any  # add a batch's costs and releases to each user's day
+
+
+def _upserts(dialect: Any) -> _Upserts:
+    insert = dialect.insert(_TABLE)
+    return _Upserts(
+        ensure_row=insert.on_conflict_do_nothing(index_elements=["user_id", "day"]),
+        settle=insert.on_conflict_do_update(
+            index_elements=["user_id", "day"],
+            set_={
+                "used": _TABLE.c.used + insert.excluded.used,
+                "reserved": _TABLE.c.reserved + insert.excluded.reserved,
+            },
+        ),
+    )
+
+
+# Built once: `excluded` makes new column objects every time it is built.
+_UPSERTS = {"postgresql": _upserts(postgresql), "sqlite": _upserts(sqlite)}
+
+
+def _statements(session: AsyncSession) -> _Upserts:
+    return _UPSERTS[session.get_bind().dialect.name]
 
 
 async def _ensure_rows(
@@ -220,9 +239,7 @@ async def _ensure_rows(
     # INSERT ... ON CONFLICT DO NOTHING: two first questions of the day, in any
     # two processes, both end up updating the one row.
     await session.execute(
-        _dialect(session)
-        .insert(_TABLE)
-        .on_conflict_do_nothing(index_elements=["user_id", "day"]),
+        _statements(session).ensure_row,
         [
             {"user_id": user_id, "day": day, "reserved": 0, "used": 0}
             for user_id, day in sorted(keys)

@@ -10,7 +10,8 @@ connection; they open their own short sessions:
 - update_me: with a new password, a read of the current hash, its check and the new
   hash with no session open, then a write transaction that refuses (409) if the
   hash changed meanwhile; without one, the write transaction alone.
-- ensure_admin: hashes before the first statement of the write session it is given.
+- ensure_admin: a read (is there an admin yet?), the hash only if there is none,
+  then a write transaction that checks again and inserts.
 """
 
 from collections.abc import Sequence
@@ -246,19 +247,28 @@ async def list_users(
     return rows.all(), total or 0
 
 
-async def ensure_admin(
-    *, session: AsyncSession, username: str, password: str
-) -> User | None:
+async def ensure_admin(*, db: Database, username: str, password: str) -> User | None:
     """Create the first admin unless an admin exists; returns it when created.
 
-    `session` must be a write session that has run nothing yet: the password is
-    hashed before its first statement, while it holds no connection and no lock.
-    (So a start with an admin already there hashes for nothing: once per start.)
+    Checked before hashing, so that a start with an admin already there (every
+    start but the first) spends no Argon2; checked again in the write, where
+    another worker may have created it meanwhile.
     """
+    async with db.read() as session:
+        if await _admin_exists(session):
+            return None
     password_hash = await hash_password(password)
-    existing = await session.scalar(select(User.id).where(User.role == Role.ADMIN))
-    if existing is not None:
-        return None
-    return await add_user(
-        session=session, username=username, password_hash=password_hash, role=Role.ADMIN
-    )
+    async with db.write() as session:
+        if await _admin_exists(session):
+            return None
+        return await add_user(
+            session=session,
+            username=username,
+            password_hash=password_hash,
+            role=Role.ADMIN,
+        )
+
+
+async def _admin_exists(session: AsyncSession) -> bool:
+    query = select(User.id).where(User.role == Role.ADMIN).limit(1)
+    return await session.scalar(query) is not None
