@@ -45,6 +45,7 @@ from askgate.auth.security import create_access_token
 from askgate.config import Settings
 from askgate.db import utcnow
 from askgate.users.models import Role, User
+from askgate.users.names import canonical
 from tests.conftest import TEST_SECRET_KEY
 from tests.factories import PASSWORD
 from tests.fake_upstream import MODEL, FakeUpstream
@@ -132,7 +133,7 @@ class Accounts:
                 # A fuzzed registration or rename may have taken the name.
                 session.execute(
                     sa.delete(User).where(
-                        sa.func.lower(User.username) == account.username,
+                        User.username_canonical == canonical(account.username),
                         User.id != account.id,
                     )
                 )

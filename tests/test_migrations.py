@@ -1,16 +1,19 @@
 import asyncio
 import sqlite3
 import uuid
-import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+import pytest
 from alembic import command
-from sqlalchemy import text
+from sqlalchemy import Row, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from askgate import migrate
-from tests.postgres_server import PostgresServer, postgres_server
+from tests.postgres_server import BACKENDS, PostgresServer, postgres_server
 
 __all__ = ["postgres_server"]  # the fixture
 
@@ -49,12 +52,7 @@ def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
 def test_models_match_the_migrations(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
     migrate.upgrade(url)
-    with warnings.catch_warnings():
-        # SQLite cannot reflect expression indexes (lower(username)); alembic
-        # warns and skips them. Everything else must match exactly.
-        warnings.filterwarnings("ignore", "autogenerate skipping", UserWarning)
-        warnings.filterwarnings("ignore", "Skipped unsupported reflection")
-        command.check(migrate.alembic_config(url))  # raises on any difference
+    command.check(migrate.alembic_config(url))  # raises on any difference
 
 
 def _schema_sql(path: Path) -> dict[str, str]:
@@ -108,9 +106,9 @@ async def _epoch_after_a_user_update(url: str) -> int:
         async with engine.begin() as connection:
             await connection.execute(
                 text(
-                    "INSERT INTO users (username, password_hash, role, is_active, "
-                    "created_at, updated_at) VALUES ('a', 'x', 'user', true, "
-                    "now(), now())"
+                    "INSERT INTO users (username, username_canonical, password_hash, "
+                    "role, is_active, created_at, updated_at) VALUES ('a', 'a', 'x', "
+                    "'user', true, now(), now())"
                 )
             )
             await connection.execute(text("UPDATE users SET is_active = false"))
@@ -118,3 +116,137 @@ async def _epoch_after_a_user_update(url: str) -> int:
         return int(epoch)
     finally:
         await engine.dispose()
+
+
+# --- 20261202_canonical_names: filled for existing accounts, collisions reported --
+
+BEFORE_CANONICAL = "20261202_auth_epoch"
+
+
+@pytest.fixture(params=BACKENDS)
+def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"askgate_{uuid.uuid4().hex}"
+    asyncio.run(server.execute(f"CREATE DATABASE {name}"))
+    try:
+        yield server.url(name)
+    finally:
+        asyncio.run(server.execute(f"DROP DATABASE {name} WITH (FORCE)"))
+
+
+def _sql(url: str, statement: str, params: Any = None) -> Sequence[Row[Any]]:
+    """One statement in its own transaction (SQLite with its foreign keys on)."""
+
+    async def run() -> Sequence[Row[Any]]:
+        engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            async with engine.begin() as connection:
+                if url.startswith("sqlite"):
+                    await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                result = await connection.execute(text(statement), params)
+                return result.all() if result.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _add_users(url: str, *users: tuple[int, str, str | None]) -> None:
+    _sql(
+        url,
+        "INSERT INTO users (id, username, email, password_hash, role, is_active, "
+        "created_at, updated_at) VALUES (:id, :username, :email, 'x', 'user', "
+        "true, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        [{"id": i, "username": name, "email": email} for i, name, email in users],
+    )
+
+
+def _epoch(url: str) -> int:
+    return int(_sql(url, "SELECT value FROM auth_epoch")[0][0])
+
+
+def test_canonical_names_are_filled_for_existing_accounts(blank_url: str) -> None:
+    migrate.upgrade(blank_url, BEFORE_CANONICAL)
+    _add_users(
+        blank_url,
+        (1, "Bob", "Bob@Example.COM"),
+        (2, "\uff43arol", None),  # fullwidth "c"
+    )
+    _sql(
+        blank_url,
+        "INSERT INTO questions (user_id, content, model, status, latency_ms, "
+        "created_at) VALUES (1, 'q', 'm', 'answered', 1, CURRENT_TIMESTAMP)",
+    )
+
+    migrate.upgrade(blank_url)
+
+    rows = _sql(
+        blank_url,
+        "SELECT id, username, username_canonical, email, email_canonical "
+        "FROM users ORDER BY id",
+    )
+    assert [tuple(row) for row in rows] == [
+        (1, "Bob", "bob", "Bob@Example.COM", "bob@example.com"),
+        (2, "\uff43arol", "carol", None, None),
+    ]
+    # `users` was altered in place, not rebuilt: its rows' questions are still
+    # there and its auth-epoch triggers still fire.
+    assert _sql(blank_url, "SELECT count(*) FROM questions")[0][0] == 1
+    epoch = _epoch(blank_url)
+    _sql(blank_url, "UPDATE users SET is_active = false WHERE id = 2")
+    assert _epoch(blank_url) > epoch
+    # The canonical forms are what is unique now.
+    with pytest.raises(IntegrityError):
+        _sql(
+            blank_url,
+            "UPDATE users SET username_canonical = 'bob', email_canonical = NULL "
+            "WHERE id = 2",
+        )
+
+    migrate.downgrade(blank_url, BEFORE_CANONICAL)
+    with pytest.raises(IntegrityError):  # lower(username) is unique again
+        _add_users(blank_url, (3, "BOB", None))
+    migrate.upgrade(blank_url)
+    assert _sql(blank_url, "SELECT username_canonical FROM users ORDER BY id") == [
+        ("bob",),
+        ("carol",),
+    ]
+
+
+def test_a_canonical_collision_stops_the_upgrade_and_names_the_accounts(
+    blank_url: str,
+) -> None:
+    migrate.upgrade(blank_url, BEFORE_CANONICAL)
+    # Distinct under lower(), the same once normalized (fullwidth letters).
+    _add_users(
+        blank_url,
+        (1, "bob", "bob@example.com"),
+        (2, "\uff42\uff4f\uff42", None),
+        (3, "carol", "\uff42ob@example.com"),
+        (4, "dave", None),
+    )
+
+    with pytest.raises(migrate.MigrationRefused) as refused:
+        migrate.upgrade(blank_url)
+
+    message = str(refused.value)
+    assert "the usernames of users 1, 2" in message
+    assert "the emails of users 1, 3" in message
+    assert "Rename all but one" in message
+    assert "4" not in message
+    version = _sql(blank_url, "SELECT version_num FROM alembic_version")
+    assert version == [(BEFORE_CANONICAL,)]
+
+    _sql(blank_url, "UPDATE users SET username = 'bob2' WHERE id = 2")
+    _sql(blank_url, "UPDATE users SET email = NULL WHERE id = 3")
+    migrate.upgrade(blank_url)
+    assert _sql(blank_url, "SELECT username_canonical FROM users ORDER BY id") == [
+        ("bob",),
+        ("bob2",),
+        ("carol",),
+        ("dave",),
+    ]

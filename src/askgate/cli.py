@@ -8,6 +8,7 @@ import logging.config
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from pydantic import ValidationError
 
@@ -154,7 +155,7 @@ def _create_admin_command(args: argparse.Namespace) -> None:
         )
     except ValidationError as exc:
         raise CommandError(_describe(exc, "")) from None
-    migrate.upgrade(settings.sqlalchemy_url)
+    _migrate(migrate.upgrade, settings.sqlalchemy_url)
     user_id = asyncio.run(_create_admin(settings, data))
     print(f"Created admin {data.username!r} (id {user_id})")
 
@@ -162,9 +163,18 @@ def _create_admin_command(args: argparse.Namespace) -> None:
 def _db_command(args: argparse.Namespace) -> None:
     settings = load_settings()
     if args.action == "upgrade":
-        migrate.upgrade(settings.sqlalchemy_url, args.revision or "head")
+        _migrate(migrate.upgrade, settings.sqlalchemy_url, args.revision or "head")
     else:
-        migrate.downgrade(settings.sqlalchemy_url, args.revision or "-1")
+        _migrate(migrate.downgrade, settings.sqlalchemy_url, args.revision or "-1")
+
+
+def _migrate(
+    step: Callable[[str, str], None], url: str, revision: str = "head"
+) -> None:
+    try:
+        step(url, revision)
+    except migrate.MigrationRefused as exc:
+        raise CommandError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,7 @@
 """Run Alembic migrations from code (CLI, startup, tests)."""
 
 import multiprocessing
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,11 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 _ROOT = Path(__file__).resolve().parent
+
+
+class MigrationRefused(Exception):
+    """A migration stopped, changing nothing, because the data needs a person's
+    decision; the message says what to do (for the operator, in one line)."""
 
 
 def alembic_config(url: str) -> "Config":
@@ -49,7 +55,17 @@ def upgrade_in_child(url: str) -> bool:
     """`upgrade` in a forked process, so that the caller (the server about to
     serve) never holds Alembic in memory; False if it failed (the child has
     printed why)."""
-    child = multiprocessing.get_context("fork").Process(target=upgrade, args=(url,))
+    child = multiprocessing.get_context("fork").Process(
+        target=_upgrade_in_child, args=(url,)
+    )
     child.start()
     child.join()
     return child.exitcode == 0
+
+
+def _upgrade_in_child(url: str) -> None:
+    try:
+        upgrade(url)
+    except MigrationRefused as exc:  # one line, no traceback: the data is the issue
+        print(f"askgate: {exc}", file=sys.stderr)
+        sys.exit(1)

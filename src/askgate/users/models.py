@@ -1,10 +1,11 @@
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Enum, Index, String, func
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, Enum, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from askgate.db import Base, UTCDateTime, utcnow
+from askgate.users.names import canonical
 
 
 class Role(StrEnum):
@@ -19,8 +20,13 @@ class User(Base):
     __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # As typed, for display; every lookup and uniqueness check uses the canonical
+    # forms, which the validators below keep in step (names.py says why).
     username: Mapped[str] = mapped_column(String(32))
     email: Mapped[str | None] = mapped_column(String(320))
+    # No length: NFKC may lengthen a name (the schemas bound what gets here).
+    username_canonical: Mapped[str] = mapped_column(String())
+    email_canonical: Mapped[str | None] = mapped_column(String())
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[Role] = mapped_column(
         Enum(
@@ -41,10 +47,20 @@ class User(Base):
         UTCDateTime, default=utcnow, onupdate=utcnow
     )
 
+    @validates("username")
+    def _set_username(self, _key: str, username: str) -> str:
+        self.username_canonical = canonical(username)
+        return username
+
+    @validates("email")
+    def _set_email(self, _key: str, email: str | None) -> str | None:
+        self.email_canonical = None if email is None else canonical(email)
+        return email
+
     def __repr__(self) -> str:  # never show the hash, even in a debugger or a log
         return f"User(id={self.id!r}, username={self.username!r}, role={self.role!r})"
 
 
-# Unique ignoring case, portable to PostgreSQL (expression indexes on both).
-Index("uq_users_username_lower", func.lower(User.username), unique=True)
-Index("uq_users_email_lower", func.lower(User.email), unique=True)
+# Unique indexes rather than constraints: SQLite can add those to a live table.
+Index("uq_users_username_canonical", User.username_canonical, unique=True)
+Index("uq_users_email_canonical", User.email_canonical, unique=True)

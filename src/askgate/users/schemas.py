@@ -6,8 +6,10 @@ from pydantic import AfterValidator, EmailStr, Field, StringConstraints
 from askgate.auth.passwords import reject_common_password
 from askgate.schemas import InputSchema, Schema, Storable
 from askgate.users.models import Role
+from askgate.users.names import canonical
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+EMAIL_MAX = 320
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 MAX_DAILY_TOKEN_QUOTA = 10**12
 
@@ -15,6 +17,21 @@ Username = Annotated[
     str,
     StringConstraints(min_length=3, max_length=32, pattern=USERNAME_PATTERN),
     Field(description="3–32 characters from `A-Z a-z 0-9 _ . -`, unique ignoring case"),
+]
+
+
+def _canonical_fits(email: str) -> str:
+    # NFKC can make a valid address 18 times longer (U+FDFA): bounded here so
+    # that its canonical form always fits a unique index on either database.
+    if len(canonical(email)) > EMAIL_MAX:
+        raise ValueError(f"is over {EMAIL_MAX} characters once normalized")
+    return email
+
+
+Email = Annotated[
+    EmailStr,
+    AfterValidator(_canonical_fits),
+    Field(description="Unique ignoring case and Unicode compatibility forms"),
 ]
 Password = Annotated[
     str,
@@ -79,7 +96,7 @@ class UserCreate(InputSchema):
 
     username: Username
     password: Password
-    email: EmailStr | None = None
+    email: Email | None = None
 
     model_config = {
         "json_schema_extra": {
@@ -98,7 +115,7 @@ class UserUpdateMe(InputSchema):
     """Every field is optional; `email: null` removes the address."""
 
     username: Username | None = None
-    email: EmailStr | None = None
+    email: Email | None = None
     password: Password | None = None
     current_password: (
         Annotated[str, StringConstraints(max_length=PASSWORD_MAX), Storable] | None

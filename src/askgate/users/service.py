@@ -25,6 +25,7 @@ from askgate.auth.security import hash_password, verify_password
 from askgate.db import Database, utcnow
 from askgate.errors import Conflict, InvalidInput, NotFound
 from askgate.users.models import Role, User
+from askgate.users.names import canonical
 from askgate.users.schemas import AdminUserUpdate, UserUpdateMe
 
 USERNAME_TAKEN = "This username is already taken"
@@ -44,7 +45,7 @@ async def get_user(*, session: AsyncSession, user_id: int) -> User:
 
 async def find_by_username(*, session: AsyncSession, username: str) -> User | None:
     result = await session.execute(
-        select(User).where(func.lower(User.username) == func.lower(username))
+        select(User).where(User.username_canonical == canonical(username))
     )
     return result.scalar_one_or_none()
 
@@ -57,13 +58,13 @@ async def _ensure_available(
     exclude_id: int | None = None,
 ) -> None:
     if username is not None:
-        query = select(User.id).where(func.lower(User.username) == func.lower(username))
+        query = select(User.id).where(User.username_canonical == canonical(username))
         if exclude_id is not None:
             query = query.where(User.id != exclude_id)
         if await session.scalar(query) is not None:
             raise Conflict(USERNAME_TAKEN)
     if email is not None:
-        query = select(User.id).where(func.lower(User.email) == func.lower(email))
+        query = select(User.id).where(User.email_canonical == canonical(email))
         if exclude_id is not None:
             query = query.where(User.id != exclude_id)
         if await session.scalar(query) is not None:
@@ -237,9 +238,9 @@ async def list_users(
     query = select(User)
     if q:
         escaped = (
-            q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            canonical(q).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         )
-        query = query.where(func.lower(User.username).like(f"%{escaped}%", escape="\\"))
+        query = query.where(User.username_canonical.like(f"%{escaped}%", escape="\\"))
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
     rows = await session.scalars(
         query.order_by(User.id.desc()).limit(limit).offset(offset)
