@@ -186,3 +186,24 @@ def test_an_uncreatable_data_dir_stops_startup_in_one_line(
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith(f"askgate: ASKGATE_DATA_DIR={data_dir}: ")
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_a_refused_migration_is_one_line_naming_the_accounts(tmp_path: Path) -> None:
+    before = run_cli("db", "upgrade", "20261202_auth_epoch", data_dir=tmp_path)
+    assert before.returncode == 0, before.stderr
+    with sqlite3.connect(tmp_path / "askgate.db") as connection:
+        connection.executemany(
+            "INSERT INTO users (id, username, password_hash, role, is_active, "
+            "created_at, updated_at) VALUES (?, ?, 'x', 'user', 1, "
+            "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            [(7, "bob"), (9, "\uff42\uff4f\uff42")],  # "ｂｏｂ"
+        )
+
+    result = run_cli("db", "upgrade", data_dir=tmp_path)
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert (
+        "askgate: cannot make usernames and emails unique ignoring case and "
+        "Unicode forms: the usernames of users 7, 9 are the same once normalized."
+    ) in result.stderr
