@@ -47,6 +47,9 @@ class User(Base):
         UTCDateTime, default=utcnow, onupdate=utcnow
     )
 
+    # Set with the name on every ORM path (constructor or attribute), so
+    # none can forget it; only a bulk UPDATE statement would bypass them, and
+    # no code sets names that way.
     @validates("username")
     def _set_username(self, _key: str, username: str) -> str:
         self.username_canonical = canonical(username)
