@@ -48,18 +48,26 @@ async def _active_admins(db: Database, *ids: int) -> int:
     return count or 0
 
 
-def _demote(client: httpx.AsyncClient, target: Account, headers: Headers) -> Any:
-    return client.patch(f"/users/{target.id}", json={"role": "user"}, headers=headers)
+async def _demote(
+    client: httpx.AsyncClient, target: Account, headers: Headers
+) -> httpx.Response:
+    return await client.patch(
+        f"/users/{target.id}", json={"role": "user"}, headers=headers
+    )
 
 
-def _deactivate(client: httpx.AsyncClient, target: Account, headers: Headers) -> Any:
-    return client.patch(
+async def _deactivate(
+    client: httpx.AsyncClient, target: Account, headers: Headers
+) -> httpx.Response:
+    return await client.patch(
         f"/users/{target.id}", json={"is_active": False}, headers=headers
     )
 
 
-def _delete(client: httpx.AsyncClient, target: Account, headers: Headers) -> Any:
-    return client.delete(f"/users/{target.id}", headers=headers)
+async def _delete(
+    client: httpx.AsyncClient, target: Account, headers: Headers
+) -> httpx.Response:
+    return await client.delete(f"/users/{target.id}", headers=headers)
 
 
 Change = Callable[[httpx.AsyncClient, Account, Headers], Awaitable[httpx.Response]]
@@ -158,8 +166,11 @@ async def test_an_admin_demoted_while_their_write_waits_is_refused(
         )
         with _first_write_statement(db) as writing:
             request = asyncio.create_task(requests[write]())
+            waiting = asyncio.create_task(writing.wait())
+            await asyncio.wait({request, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
             # Authenticated as an admin, its write transaction has started.
-            await writing.wait()
+            assert writing.is_set(), (await request).text
     response = await request
 
     assert response.status_code == 403, response.text
@@ -181,6 +192,7 @@ def _first_write_statement(db: Database) -> Iterator[asyncio.Event]:
     seen = asyncio.Event()
 
     def listener(conn: Any, *_: Any) -> None:
+        # The option askgate.db puts on write sessions (BEGIN IMMEDIATE).
         if conn.get_execution_options().get("askgate_write"):
             seen.set()
 
