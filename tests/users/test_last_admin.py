@@ -1,5 +1,6 @@
-"""An active admin always remains, and an admin's write is decided by the database
-as it is when the write happens, not as it was when the request was authenticated.
+"""An active admin always remains, and a write made as an admin is decided by the
+database as it is when the write happens, not as it was when the request was
+authenticated.
 On SQLite and PostgreSQL: the check runs inside the write transaction, with the
 active admins' rows locked."""
 
@@ -15,6 +16,7 @@ from sqlalchemy import event, func, select, update
 
 from askgate.config import Settings
 from askgate.db import Database
+from askgate.questions.models import Question
 from askgate.users.models import Role, User
 from askgate.users.service import ADMIN_REQUIRED, LAST_ADMIN
 from tests.factories import Account, auth_headers, create_user
@@ -137,7 +139,7 @@ async def test_the_last_admins_deleting_themselves_at_once_leave_one(
         assert await _active_admins(db, *(a.id for a in admins)) == 1
 
 
-@pytest.mark.parametrize("write", ["create", "update", "delete"])
+@pytest.mark.parametrize("write", ["create", "update", "delete", "delete-question"])
 async def test_an_admin_demoted_while_their_write_waits_is_refused(
     client: httpx.AsyncClient, db: Database, write: str
 ) -> None:
@@ -147,6 +149,13 @@ async def test_an_admin_demoted_while_their_write_waits_is_refused(
     demoted = await create_user(db, role=Role.ADMIN)
     target = await create_user(db)
     headers = await auth_headers(client, demoted)
+    asked = await client.post(
+        "/questions",
+        json={"content": "Mine?"},
+        headers=await auth_headers(client, target),
+    )
+    assert asked.status_code == 201, asked.text
+    question_id = asked.json()["id"]
     requests = {
         "create": lambda: client.post(
             "/users",
@@ -157,6 +166,9 @@ async def test_an_admin_demoted_while_their_write_waits_is_refused(
             f"/users/{target.id}", json={"role": "admin"}, headers=headers
         ),
         "delete": lambda: client.delete(f"/users/{target.id}", headers=headers),
+        "delete-question": lambda: client.delete(
+            f"/questions/{question_id}", headers=headers
+        ),
     }
 
     async with db.write() as session:
@@ -183,6 +195,7 @@ async def test_an_admin_demoted_while_their_write_waits_is_refused(
             select(User.id).where(User.username == "made-by-ex-admin")
         )
         assert made is None
+        assert await session.get(Question, question_id) is not None
     assert await _active_admins(db, boss.id) == 1
 
 

@@ -83,6 +83,12 @@ async def _lock_active_admins(
     return admin_ids
 
 
+async def ensure_still_admin(*, session: AsyncSession, actor_id: int) -> None:
+    """For a write that the caller may make only as an admin, in its transaction:
+    PermissionDenied unless the caller is an active admin now (module doc)."""
+    await _lock_active_admins(session, actor_id=actor_id)
+
+
 def _keep_an_admin(admin_ids: set[int], *, leaving: int) -> None:
     """Conflict if `leaving` (demoted, deactivated or deleted) is the last admin."""
     if admin_ids == {leaving}:
