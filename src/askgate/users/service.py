@@ -13,12 +13,15 @@ connection; they open their own short sessions:
 - ensure_admin: a read (is there an admin yet?), the hash only if there is none,
   then a write transaction that checks again and inserts.
 
-An active admin always remains, and only an admin changes other accounts: every
-admin write and every account deletion starts its write transaction by locking
-the active admins' rows (`_lock_active_admins`), then checks, against what it
-locked, that its caller is still one of them (403) and that the change leaves
-one (409). Two such transactions run one after the other, so two admins demoting
-each other cannot both pass: the second finds it is no longer an admin.
+An active admin always remains, and what only an admin may write is written by
+one: the caller's role was checked against the caller cache when the request
+arrived, which a concurrent demotion may have made stale. So every admin write
+(here, and an admin deleting another's question) and every account deletion
+begins its write transaction by locking the active admins' rows
+(`_lock_active_admins`), then checks against what it locked that its caller is
+still one of them (403) and that the change leaves one (409). Two such
+transactions run one after the other, so two admins demoting each other cannot
+both pass: the second finds it is no longer an admin.
 """
 
 from collections.abc import Sequence
@@ -72,10 +75,10 @@ async def _lock_active_admins(
 ) -> set[int]:
     """The active admins' ids, their rows locked until the transaction ends.
 
-    The first statement of the transaction, before anything that bumps the auth
-    epoch (module doc). PermissionDenied unless `actor_id`, an admin route's
-    caller (checked against the caller cache before the transaction began), is
-    still one of them.
+    Called before the transaction changes a user or a login: those bump the auth
+    epoch's single row, which another admin writer holding an admin row may wait
+    for. PermissionDenied unless `actor_id`, an admin route's caller, is still
+    one of them (module doc).
     """
     admin_ids = set((await session.scalars(_ACTIVE_ADMINS)).all())
     if actor_id is not None and actor_id not in admin_ids:
