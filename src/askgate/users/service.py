@@ -75,10 +75,11 @@ async def _lock_active_admins(
 ) -> set[int]:
     """The active admins' ids, their rows locked until the transaction ends.
 
-    Called before the transaction changes a user or a login: those bump the auth
-    epoch's single row, which another admin writer holding an admin row may wait
-    for. PermissionDenied unless `actor_id`, an admin route's caller, is still
-    one of them (module doc).
+    Called before the transaction changes a user or a login: a change locks the
+    auth epoch's single row (its trigger), and a transaction waiting here while
+    holding it would deadlock with an admin writer that holds these rows and
+    waits for the epoch. PermissionDenied unless `actor_id`, an admin route's
+    caller, is still one of them (module doc).
     """
     admin_ids = set((await session.scalars(_ACTIVE_ADMINS)).all())
     if actor_id is not None and actor_id not in admin_ids:
