@@ -142,7 +142,8 @@ MATRIX: list[tuple[str, str, CallBuilder, dict[str, int]]] = [
     ("GET", "/users/me", _me, _authenticated(200)),
     ("GET", "/users/me/usage", _my_usage, _authenticated(200)),
     ("PATCH", "/users/me", _update_me, _authenticated(200)),
-    ("DELETE", "/users/me", _me, _authenticated(204)),
+    # The world's only admin: an active admin always remains.
+    ("DELETE", "/users/me", _me, {**_authenticated(204), "admin": 409}),
     ("GET", "/users", _users, _admin_only(200)),
     ("POST", "/users", _create_user, _admin_only(201)),
     ("GET", "/users/{user_id}", _target_user, _admin_only(200)),

@@ -14,7 +14,7 @@ from fastapi_offline import FastAPIOffline
 from askgate import __version__
 from askgate.auth.cache import CallerCache
 from askgate.auth.router import router as auth_router
-from askgate.config import Settings, ensure_secret_key
+from askgate.config import Settings, ensure_private_database, ensure_secret_key
 from askgate.db import Database, create_engine
 from askgate.errors import Conflict, install_error_handlers
 from askgate.health import router as health_router
@@ -32,6 +32,7 @@ from askgate.runtime import Runtime
 from askgate.throttle import Throttle
 from askgate.users import service as users_service
 from askgate.users.router import router as users_router
+from askgate.users.schemas import AdminUserCreate, admin_from_settings
 
 logger = logging.getLogger("askgate.app")
 
@@ -58,20 +59,18 @@ def _llm_client(
     return build_client(settings, http)
 
 
-async def _ensure_first_admin(settings: Settings, db: Database) -> None:
-    if settings.admin_username is None or settings.admin_password is None:
+async def _ensure_first_admin(first: AdminUserCreate | None, db: Database) -> None:
+    if first is None:
         return
     try:
         admin = await users_service.ensure_admin(
-            db=db,
-            username=settings.admin_username,
-            password=settings.admin_password.get_secret_value(),
+            db=db, username=first.username, password=first.password
         )
     except Conflict:
         # Another worker created it a moment ago, or a user holds that name.
         logger.warning(
             "ASKGATE_ADMIN_USERNAME %r is taken; no admin created from the environment",
-            settings.admin_username,
+            first.username,
         )
         return
     if admin is not None:
@@ -80,7 +79,9 @@ async def _ensure_first_admin(settings: Settings, db: Database) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    first_admin = admin_from_settings(settings)  # a bad one stops startup here
     ensure_secret_key(settings)
+    ensure_private_database(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -107,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 callers=callers,
                 ledger=ledger,
             )
-            await _ensure_first_admin(settings, db)
+            await _ensure_first_admin(first_admin, db)
             # Everything built so far (modules, FastAPI's routes and models,
             # SQLAlchemy's mappers: ~150,000 objects) lives as long as the app:
             # left to the cyclic GC, it was walked again and again as requests

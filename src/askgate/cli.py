@@ -13,7 +13,12 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from askgate import migrate
-from askgate.config import Settings, ensure_data_dir, ensure_secret_key
+from askgate.config import (
+    Settings,
+    ensure_data_dir,
+    ensure_private_database,
+    ensure_secret_key,
+)
 from askgate.db import Database, create_engine
 from askgate.errors import Conflict
 from askgate.llm.local import (
@@ -24,7 +29,7 @@ from askgate.llm.local import (
 )
 from askgate.logconfig import logging_config
 from askgate.users.models import Role
-from askgate.users.schemas import AdminUserCreate
+from askgate.users.schemas import AdminUserCreate, admin_from_settings
 from askgate.users.service import create_user
 
 logger = logging.getLogger("askgate.cli")
@@ -53,14 +58,18 @@ def _describe(error: ValidationError, prefix: str) -> str:
 
 
 def load_settings() -> Settings:
-    """Settings, with logging configured and the signing key loaded."""
+    """Settings, with logging configured, the signing key loaded and a SQLite
+    database private."""
     try:
         settings = Settings()
     except ValidationError as exc:
         raise CommandError(_describe(exc, "ASKGATE_")) from None
     logging.config.dictConfig(logging_config(settings.log_level))
     try:
+        # Checked as create-admin checks its input (and again by `serve`'s app).
+        admin_from_settings(settings)
         ensure_secret_key(settings)
+        ensure_private_database(settings)
     except (ValueError, OSError) as exc:
         raise CommandError(str(exc)) from None
     return settings

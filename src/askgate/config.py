@@ -1,9 +1,11 @@
 """Settings, read from ASKGATE_* environment variables and `.env`."""
 
+import contextlib
 import ipaddress
 import logging
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Annotated
 
@@ -15,10 +17,14 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 logger = logging.getLogger("askgate.config")
 
 SECRET_KEY_FILE = "secret_key"
+PRIVATE_DIR_MODE, PRIVATE_FILE_MODE = 0o700, 0o600
+# The database and the files SQLite keeps beside it while it is open.
+SQLITE_FILE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 MIN_SECRET_KEY_BYTES = 32
 PositiveFloat = Annotated[float, Field(gt=0)]
 
@@ -170,20 +176,79 @@ class Settings(BaseSettings):
 def ensure_data_dir(settings: Settings) -> None:
     """Create ASKGATE_DATA_DIR, private (0700), with any missing parents.
 
-    A directory that already exists is left as it is. Failing to create it is a
+    Every directory created here is 0700 whatever the umask: under `umask 000` a
+    world-writable parent would let any local user swap the data directory. A
+    directory that already exists keeps its mode (it may be shared, such as
+    /srv), with a warning if others may enter it. Failing to create it is a
     ValueError of one line naming the setting, for the CLI to print as it is.
     """
     path = settings.data_dir
     if path.is_dir():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            logger.warning(
+                "ASKGATE_DATA_DIR=%s is open to other users (mode %o); chmod 700 it",
+                path,
+                mode,
+            )
         return
+    missing = [path, *(p for p in path.parents if not p.exists())]
     try:
-        # exist_ok: another worker starting at the same time may win the race.
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.chmod(0o700)  # whatever the umask
+        for directory in reversed(missing):
+            # exist_ok: another worker starting at the same time may win the race.
+            directory.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+            directory.chmod(PRIVATE_DIR_MODE)  # whatever the umask
     except FileExistsError:
         raise ValueError(f"ASKGATE_DATA_DIR={path}: not a directory") from None
     except OSError as exc:
         raise ValueError(f"ASKGATE_DATA_DIR={path}: {exc.strerror or exc}") from None
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for other databases and memory."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+        return None
+    if parsed.query.get("uri") or database.startswith("file:"):
+        return None  # a URI names the file its own way: left to the operator
+    return Path(database)
+
+
+def ensure_private_database(settings: Settings) -> None:
+    """Keep a SQLite database (password hashes, every question) private: 0600.
+
+    SQLite creates a database 0644 less the umask, readable by every local user,
+    and gives its -wal and -shm files the database's mode. So the file is created
+    here first, empty (SQLite's empty database) and 0600 whatever the umask,
+    before anything opens it; an existing one and the files beside it are
+    tightened to 0600. Call it before opening the database, as the CLI and the
+    app factory do. A failure is a ValueError of one line naming the setting.
+    """
+    path = sqlite_path(settings.sqlalchemy_url)
+    if path is None:
+        return
+    setting = "ASKGATE_DATABASE_URL" if settings.database_url else "ASKGATE_DATA_DIR"
+    try:
+        # Exclusive: a database there already (or created by another worker
+        # meanwhile) is never truncated.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        for suffix in SQLITE_FILE_SUFFIXES:
+            _make_private(path.with_name(path.name + suffix))
+    except OSError as exc:
+        raise ValueError(f"{setting}: {path}: {exc.strerror or exc}") from None
+
+
+def _make_private(path: Path) -> None:
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if mode != PRIVATE_FILE_MODE:
+        path.chmod(PRIVATE_FILE_MODE)
+        if mode & 0o077:
+            logger.warning("%s was open to other users (mode %o); now 600", path, mode)
 
 
 def ensure_secret_key(settings: Settings) -> None:

@@ -9,6 +9,7 @@ from fastapi.security import OAuth2PasswordBearer
 from askgate.auth.cache import Caller, CallerCache
 from askgate.errors import NotAuthenticated, PermissionDenied
 from askgate.users.models import Role
+from askgate.users.service import ADMIN_REQUIRED
 
 # auto_error=False: a missing token gets askgate's own 401 body and header.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
@@ -38,7 +39,7 @@ CurrentUser = Annotated[Caller, Depends(get_current_user)]
 
 async def require_admin(user: CurrentUser) -> Caller:
     if user.role != Role.ADMIN:
-        raise PermissionDenied("Administrator role required")
+        raise PermissionDenied(ADMIN_REQUIRED)
     return user
 
 

@@ -7,6 +7,7 @@ from askgate.auth.schemas import RefreshRequest, TokenPair
 from askgate.auth.throttling import LoginThrottle, RegistrationRateLimit
 from askgate.db import DatabaseDep, SessionDep
 from askgate.errors import error_responses
+from askgate.no_store import NoStore
 from askgate.runtime import SettingsDep
 from askgate.schemas import Storable
 from askgate.users.schemas import PASSWORD_MAX, UserCreate, UserRead
@@ -57,6 +58,7 @@ async def register(data: UserCreate, db: DatabaseDep) -> UserRead:
         "username's failures."
     ),
     responses=error_responses(400, 401, 429),
+    dependencies=[NoStore],
 )
 async def token(
     username: Annotated[str, Form(min_length=1, max_length=128), Storable],
@@ -82,6 +84,7 @@ async def token(
         "revokes every token of that login (theft detection)."
     ),
     responses=error_responses(400, 401),
+    dependencies=[NoStore],
 )
 async def refresh(
     data: RefreshRequest, session: SessionDep, settings: SettingsDep

@@ -16,6 +16,7 @@ from askgate.questions.schemas import QuestionCreate, QuestionRead
 from askgate.runtime import Runtime, RuntimeDep
 from askgate.sse import EventStreamResponse
 from askgate.throttle import RATE_LIMIT_HEADERS
+from askgate.users import service as users_service
 
 router = APIRouter(prefix="/questions", tags=["questions"])
 
@@ -195,7 +196,11 @@ async def read_question(question: OwnedQuestion) -> QuestionRead:
     response_class=Response,
     summary="Delete a question",
     description="For its owner or an admin; anyone else gets 404.",
-    responses=error_responses(401, 404),
+    responses=error_responses(401, 403, 404),
 )
-async def delete_question(question: OwnedQuestion, session: SessionDep) -> None:
+async def delete_question(
+    question: OwnedQuestion, user: CurrentUser, session: SessionDep
+) -> None:
+    if question.user_id != user.id:  # as an admin: one still, as this deletes
+        await users_service.ensure_still_admin(session=session, actor_id=user.id)
     await service.delete_question(session=session, question=question)

@@ -78,11 +78,14 @@ async def update_me(data: UserUpdateMe, user: CurrentUser, db: DatabaseDep) -> U
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete my account",
-    description="Deletes the account with all its questions and tokens.",
-    responses=error_responses(401),
+    description=(
+        "Deletes the account with all its questions and tokens. The last active "
+        "admin cannot delete their account (409): make another admin first."
+    ),
+    responses=error_responses(401, 409),
 )
 async def delete_me(user: CurrentUser, session: SessionDep) -> None:
-    await service.delete_user(session=session, user_id=user.id)
+    await service.delete_user(session=session, user_id=user.id, actor_id=None)
 
 
 @router.get(
@@ -129,6 +132,7 @@ async def create_user(
         email=data.email,
         role=data.role,
         is_active=data.is_active,
+        actor_id=admin.id,
     )
     return AdminUserRead.model_validate(user)
 
@@ -155,9 +159,10 @@ async def read_user(
     description=(
         "Sets `role`, `is_active` and/or `daily_token_quota`. Deactivating a user "
         "ends their logins at once. Admins cannot demote or deactivate themselves "
-        "(409). `daily_token_quota` is the user's own limit in tokens per UTC day: "
-        "0 means unlimited for this user, `null` brings back the global "
-        "`ASKGATE_DAILY_TOKEN_QUOTA`; it applies to questions asked from then on."
+        "(409), so an active admin always remains. `daily_token_quota` is the "
+        "user's own limit in tokens per UTC day: 0 means unlimited for this user, "
+        "`null` brings back the global `ASKGATE_DAILY_TOKEN_QUOTA`; it applies to "
+        "questions asked from then on."
     ),
     responses=error_responses(400, 401, 403, 404, 409),
 )
@@ -184,4 +189,4 @@ async def update_user(
 async def delete_user(user_id: UserId, admin: AdminUser, session: SessionDep) -> None:
     if user_id == admin.id:
         raise Conflict("Admins cannot delete themselves here; use DELETE /users/me")
-    await service.delete_user(session=session, user_id=user_id)
+    await service.delete_user(session=session, user_id=user_id, actor_id=admin.id)

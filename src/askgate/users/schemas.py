@@ -1,9 +1,11 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, EmailStr, Field, StringConstraints, ValidationError
+from pydantic_core import ErrorDetails
 
 from askgate.auth.passwords import reject_common_password
+from askgate.config import Settings
 from askgate.schemas import InputSchema, Schema, Storable
 from askgate.users.models import Role
 from askgate.users.names import canonical
@@ -171,3 +173,37 @@ class AdminUserUpdate(InputSchema):
             ]
         }
     }
+
+
+ADMIN_SETTINGS = {
+    "username": "ASKGATE_ADMIN_USERNAME",
+    "password": "ASKGATE_ADMIN_PASSWORD",
+}
+
+
+def admin_from_settings(settings: Settings) -> AdminUserCreate | None:
+    """The first admin that ASKGATE_ADMIN_USERNAME and ASKGATE_ADMIN_PASSWORD
+    describe, checked as `askgate create-admin` checks its input; None if unset.
+
+    Otherwise a ValueError with one line per bad setting, naming it and never
+    repeating its value, for startup to stop on.
+    """
+    if settings.admin_username is None or settings.admin_password is None:
+        return None
+    try:
+        return AdminUserCreate(
+            username=settings.admin_username,
+            password=settings.admin_password.get_secret_value(),
+            role=Role.ADMIN,
+        )
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
+        lines = [f"{ADMIN_SETTINGS[str(e['loc'][0])]}: {_reason(e)}" for e in errors]
+        raise ValueError("\n".join(lines)) from None
+
+
+def _reason(error: ErrorDetails) -> str:
+    # A validator's own message, without pydantic's "Value error, " before it.
+    if error["type"] == "value_error" and "ctx" in error:
+        return str(error["ctx"]["error"])
+    return error["msg"]

@@ -12,6 +12,16 @@ connection; they open their own short sessions:
   hash changed meanwhile; without one, the write transaction alone.
 - ensure_admin: a read (is there an admin yet?), the hash only if there is none,
   then a write transaction that checks again and inserts.
+
+An active admin always remains, and what only an admin may write is written by
+one: the caller's role was checked against the caller cache when the request
+arrived, which a concurrent demotion may have made stale. So every admin write
+(here, and an admin deleting another's question) and every account deletion
+begins its write transaction by locking the active admins' rows
+(`_lock_active_admins`), then checks against what it locked that its caller is
+still one of them (403) and that the change leaves one (409). Two such
+transactions run one after the other, so two admins demoting each other cannot
+both pass: the second finds it is no longer an admin.
 """
 
 from collections.abc import Sequence
@@ -23,13 +33,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from askgate.auth.models import AuthSession
 from askgate.auth.security import hash_password, verify_password
 from askgate.db import Database, utcnow
-from askgate.errors import Conflict, InvalidInput, NotFound
+from askgate.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from askgate.users.models import Role, User
 from askgate.users.names import canonical
 from askgate.users.schemas import AdminUserUpdate, UserUpdateMe
 
 USERNAME_TAKEN = "This username is already taken"
 EMAIL_TAKEN = "This email address is already registered"
+ADMIN_REQUIRED = "Administrator role required"
+LAST_ADMIN = (
+    "This is the last active admin: it cannot be demoted, deactivated or deleted "
+    "until another admin exists"
+)
 PASSWORD_CHANGED_MEANWHILE = (
     "The password was changed by another request meanwhile; log in again with "
     "the new password"
@@ -41,6 +56,48 @@ async def get_user(*, session: AsyncSession, user_id: int) -> User:
     if user is None:
         raise NotFound("User not found")
     return user
+
+
+# FOR NO KEY UPDATE on PostgreSQL (SQLite's writer holds the lock already): admin
+# writers wait for each other, taking the rows in id order so that they cannot
+# deadlock, while logins and questions, which only reference these rows, do not
+# wait. A row changed by the transaction waited for is checked again (READ
+# COMMITTED re-evaluates the WHERE), so a demoted or deleted admin drops out.
+_ACTIVE_ADMINS = (
+    select(User.id)
+    .where(User.role == Role.ADMIN, User.is_active.is_(True))
+    .order_by(User.id)
+    .with_for_update(key_share=True)
+)
+
+
+async def _lock_active_admins(
+    session: AsyncSession, *, actor_id: int | None
+) -> set[int]:
+    """The active admins' ids, their rows locked until the transaction ends.
+
+    Called before the transaction changes a user or a login: a change locks the
+    auth epoch's single row (its trigger), and a transaction waiting here while
+    holding it would deadlock with an admin writer that holds these rows and
+    waits for the epoch. PermissionDenied unless `actor_id`, an admin route's
+    caller, is still one of them (module doc).
+    """
+    admin_ids = set((await session.scalars(_ACTIVE_ADMINS)).all())
+    if actor_id is not None and actor_id not in admin_ids:
+        raise PermissionDenied(ADMIN_REQUIRED)
+    return admin_ids
+
+
+async def ensure_still_admin(*, session: AsyncSession, actor_id: int) -> None:
+    """For a write that the caller may make only as an admin, in its transaction:
+    PermissionDenied unless the caller is an active admin now (module doc)."""
+    await _lock_active_admins(session, actor_id=actor_id)
+
+
+def _keep_an_admin(admin_ids: set[int], *, leaving: int) -> None:
+    """Conflict if `leaving` (demoted, deactivated or deleted) is the last admin."""
+    if admin_ids == {leaving}:
+        raise Conflict(LAST_ADMIN)
 
 
 async def find_by_username(*, session: AsyncSession, username: str) -> User | None:
@@ -87,13 +144,17 @@ async def create_user(
     email: str | None = None,
     role: Role = Role.USER,
     is_active: bool = True,
+    actor_id: int | None = None,
 ) -> User:
-    """Registration and admin creation: a read, the hash, a write (module doc)."""
+    """Registration, or creation by the admin `actor_id`: a read, the hash, a
+    write (module doc)."""
     # Checked before hashing too, so that a taken name costs no Argon2.
     async with db.read() as session:
         await _ensure_available(session=session, username=username, email=email)
     password_hash = await hash_password(password)
     async with db.write() as session:
+        if actor_id is not None:
+            await _lock_active_admins(session, actor_id=actor_id)
         return await add_user(
             session=session,
             username=username,
@@ -202,13 +263,17 @@ async def _apply_names(
 async def admin_update(
     *, session: AsyncSession, actor_id: int, user_id: int, data: AdminUserUpdate
 ) -> User:
+    admin_ids = await _lock_active_admins(session, actor_id=actor_id)
     user = await get_user(session=session, user_id=user_id)
     fields = data.model_fields_set
+    demotes = "role" in fields and data.role != Role.ADMIN
+    deactivates = "is_active" in fields and data.is_active is False
     if user.id == actor_id and (
-        ("role" in fields and data.role != user.role)
-        or ("is_active" in fields and data.is_active is False)
+        ("role" in fields and data.role != user.role) or deactivates
     ):
         raise Conflict("Admins cannot demote or deactivate themselves")
+    if demotes or deactivates:
+        _keep_an_admin(admin_ids, leaving=user.id)
     if "role" in fields:
         if data.role is None:
             raise InvalidInput("role cannot be null")
@@ -225,8 +290,13 @@ async def admin_update(
     return user
 
 
-async def delete_user(*, session: AsyncSession, user_id: int) -> None:
-    """Deletes the account; its questions and tokens go with it (ON DELETE CASCADE)."""
+async def delete_user(
+    *, session: AsyncSession, user_id: int, actor_id: int | None
+) -> None:
+    """Deletes the account, by the admin `actor_id` or (None) by its owner; its
+    questions and tokens go with it (ON DELETE CASCADE). Never the last admin."""
+    admin_ids = await _lock_active_admins(session, actor_id=actor_id)
+    _keep_an_admin(admin_ids, leaving=user_id)
     result = await session.execute(delete(User).where(User.id == user_id))
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise NotFound("User not found")
