@@ -68,21 +68,32 @@ def limit_for(override: int | None, default: int) -> int | None:
     return limit or None
 
 
+def token_bound(text: str) -> int:
+    """At most how many tokens `text` makes: its length in UTF-8 bytes.
+
+    Byte-level tokenizers (GPT, Llama 3, SmolLM2...) never make more tokens
+    than there are bytes, nor do SentencePiece ones with byte fallback, so this
+    errs high without knowing the tokenizer: a character of CJK counts 3, an
+    emoji 4.
+    """
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def prompt_bound(content: str, system_prompt: str) -> int:
-    # Byte-level tokenizers (GPT, Llama, SmolLM2...) never make more tokens than
-    # there are bytes, so this bounds the prompt without knowing the tokenizer.
-    return len(content.encode()) + len(system_prompt.encode()) + PROMPT_OVERHEAD_TOKENS
+    """At most how many tokens the prompt makes: both texts and the chat
+    template's markers around them."""
+    return token_bound(content) + token_bound(system_prompt) + PROMPT_OVERHEAD_TOKENS
 
 
-def spent(usage: Usage | None, *, unreported_completion: int) -> int:
-    """What a question cost: the tokens the upstream reported, and for an answer
-    whose length it did not report, `unreported_completion` (the deltas
-    delivered, for a stream)."""
-    prompt = usage.prompt_tokens if usage else None
-    completion = usage.completion_tokens if usage else None
-    if completion is None:
-        completion = unreported_completion
-    return (prompt or 0) + completion
+def spent(usage: Usage, *, prompt_estimate: int, answer_estimate: int) -> int:
+    """What a question cost: the tokens the upstream reported, and for a part
+    it did not report (or reported implausibly, askgate.llm.parsing), the
+    estimate given for it."""
+    prompt = usage.prompt_tokens
+    completion = usage.completion_tokens
+    return (prompt_estimate if prompt is None else prompt) + (
+        answer_estimate if completion is None else completion
+    )
 
 
 def next_reset(now: datetime) -> datetime:
