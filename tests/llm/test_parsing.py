@@ -126,9 +126,7 @@ async def test_unstorable_characters_are_replaced() -> None:
 async def test_a_long_model_name_is_cut_to_the_column_width() -> None:
     events = await parse(sse(chunk("a", model="n" * 500, finish="stop")))
 
-    assert events[-1] == StreamEnd(
-        model="n" * MAX_MODEL_NAME, usage=Usage(None, None)
-    )
+    assert events[-1] == StreamEnd(model="n" * MAX_MODEL_NAME, usage=Usage(None, None))
 
 
 async def test_json_orjson_refuses_is_accepted_as_before() -> None:

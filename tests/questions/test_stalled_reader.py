@@ -28,7 +28,9 @@ def settings(settings: Settings) -> Settings:
 async def _stored_question(
     client: httpx.AsyncClient, headers: dict[str, str]
 ) -> dict[str, Any]:
-    while not (questions := (await client.get("/questions/me", headers=headers)).json()):
+    while not (
+        questions := (await client.get("/questions/me", headers=headers)).json()
+    ):
         await asyncio.sleep(0.05)
     [question] = questions
     return dict(question)

@@ -6,6 +6,7 @@ The database refuses the writes through a trigger: a real failure of the real
 statement, on SQLite and on PostgreSQL.
 """
 
+import logging
 from typing import Any
 
 import httpx
@@ -22,9 +23,13 @@ from tests.postgres_server import (
     postgres_url,
     with_database,
 )
-from tests.test_quota import CONTENT, CONTENT_COST, ask, parse_events, usage
+from tests.test_quota import ask, parse_events, usage
 
 __all__ = ["postgres_server", "postgres_url"]  # fixtures used through `with_database`
+
+CONTENT = "my private question 5d1e"
+# What the fake upstream reports: a token per word of the question and the answer.
+CONTENT_COST = len(CONTENT.split()) + len(answer_for(CONTENT).split())
 
 
 @pytest.fixture(params=BACKENDS)
@@ -66,11 +71,14 @@ async def _failure(
     client: httpx.AsyncClient, headers: dict[str, str], *, stream: bool
 ) -> str:
     """The detail the client was given for a question that could not be stored."""
-    response = await ask(client, headers, max_tokens=100, stream=stream)
+    response = await ask(
+        client, headers, max_tokens=100, content=CONTENT, stream=stream
+    )
     if stream:
         assert response.status_code == 200
         events = parse_events(response.text)
-        assert [e["type"] for e in events] == ["delta"] * 3 + ["error"], events
+        deltas = len(answer_for(CONTENT).split())
+        assert [e["type"] for e in events] == ["delta"] * deltas + ["error"], events
         detail: str = events[-1]["detail"]
         return detail
     assert response.status_code == 502, response.text
@@ -91,8 +99,10 @@ async def test_an_answer_that_cannot_be_stored_is_stored_as_failed(
     client: httpx.AsyncClient,
     db: Database,
     user_headers: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
     stream: bool,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     await refuse_questions(db, "answered")
 
     detail = await _failure(client, user_headers, stream=stream)
@@ -105,6 +115,9 @@ async def test_an_answer_that_cannot_be_stored_is_stored_as_failed(
     assert question["usage"] == {"prompt_tokens": None, "completion_tokens": None}
     body = await usage(client, user_headers)
     assert (body["used_tokens"], body["reserved_tokens"]) == (CONTENT_COST, 0)
+    # The failure is logged, without the statement's parameters.
+    assert "refused by the test" in caplog.text
+    assert CONTENT not in caplog.text
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
