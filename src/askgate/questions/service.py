@@ -2,9 +2,9 @@
 
 What one plain question costs, besides the upstream call: the caller check (a
 shared read of the auth epoch, askgate.auth.cache), and a share of one
-group-committed write transaction that stores the question and counts its tokens
-(askgate.questions.ledger). Under a daily quota, also a share of one
-group-committed transaction that reserves its tokens before the call.
+group-committed write transaction that locks its user's row, stores the question
+and counts its tokens (askgate.questions.ledger). Under a daily quota, also a
+share of one group-committed transaction that reserves its tokens before the call.
 
 No database session is open while the LLM works. A failed or cancelled question
 is stored too, with whatever part of the answer arrived, and pays for what the

@@ -8,6 +8,13 @@ cost, never more than was reserved: the day's total stays within the quota
 whatever the upstream reports. A question with no quota reserves nothing; its
 cost is still counted when it ends (GET /users/me/usage).
 
+What a question costs is what the upstream reported. What it did not report (or
+reported implausibly) is estimated from the text, erring high (`token_bound`):
+the prompt's UTF-8 bytes plus PROMPT_OVERHEAD_TOKENS, and the answer's UTF-8
+bytes, at most max_tokens. A plain question whose client left keeps its whole
+reservation (the upstream got it); a cancelled stream pays for its prompt and
+the text delivered (askgate.questions.service).
+
 Both steps work on batches (askgate.group_commit): one transaction reserves for
 every question that arrived meanwhile, another settles every question that ended.
 
