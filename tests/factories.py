@@ -1,12 +1,15 @@
 """Small helpers that build what a test needs, through the real code paths."""
 
 import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
 
 import httpx
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
+from sqlalchemy import text
 
 from askgate.db import Database
 from askgate.users.models import Role, User
@@ -75,3 +78,15 @@ async def assert_login_ended(
         "/auth/refresh", json={"refresh_token": refresh_token}
     )
     assert refreshed.status_code == 401
+
+
+@asynccontextmanager
+async def hold_writes(db: Database, table: str) -> AsyncIterator[None]:
+    """Until the block ends, askgate's writes to `table` wait: SQLite's write
+    lock, or on PostgreSQL an EXCLUSIVE lock on the table (reads go on)."""
+    async with db.write() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(text(f"LOCK TABLE {table} IN EXCLUSIVE MODE"))
+        else:
+            await session.execute(text("SELECT 1"))  # BEGIN IMMEDIATE takes the lock
+        yield

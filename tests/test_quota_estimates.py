@@ -8,12 +8,16 @@ booleans): treated as missing, hence estimated, never stored or counted as such.
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import httpx
 import pytest
 
 from askgate.config import Settings
+from askgate.db import Database
+from askgate.runtime import Runtime
+from tests.factories import hold_writes
 from tests.fake_upstream import FakeUpstream, answer_for
 from tests.postgres_server import (
     BACKENDS,
@@ -47,6 +51,11 @@ async def _stored(
         if len(questions) >= count:
             return questions
         await asyncio.sleep(0.05)
+
+
+async def _until(condition: Any) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("quota", QUOTAS)
@@ -192,3 +201,37 @@ async def test_implausible_usage_is_estimated_and_the_question_kept(
     body = await usage(client, user_headers)
     assert body["reserved_tokens"] == 0
     assert body["used_tokens"] == reservation("hi", 0) + 3  # the prompt estimated
+
+
+async def test_a_client_leaving_while_its_tokens_are_reserved_holds_nothing(
+    server_url: str,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    db: Database,
+    runtime: Runtime,
+    user_headers: dict[str, str],
+    fake_upstream: FakeUpstream,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The reservation is written all the same (a group-committed write outlives
+    its request): it must be released, not held all day."""
+    caplog.set_level(logging.INFO, logger="askgate.access")
+    settings.daily_token_quota = 10_000
+    reservations = runtime.ledger._reservations  # to see the write waiting
+    async with (
+        httpx.AsyncClient(base_url=server_url, timeout=30) as real_client,
+        hold_writes(db, "token_usage"),
+    ):
+        asking = asyncio.create_task(ask(real_client, user_headers, max_tokens=100))
+        await asyncio.wait_for(_until(lambda: reservations._worker is not None), 10)
+        asking.cancel()  # the client leaves while its tokens are being reserved
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+        # askgate saw it leave, and answered nobody:
+        await asyncio.wait_for(_until(lambda: "POST /questions 499" in caplog.text), 10)
+
+    await asyncio.wait_for(runtime.ledger.drain(), 10)  # every write is done
+    body = await usage(client, user_headers)
+    assert (body["used_tokens"], body["reserved_tokens"]) == (0, 0)
+    assert fake_upstream.requests == []
+    assert (await client.get("/questions/me", headers=user_headers)).json() == []

@@ -10,13 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from askgate.config import Settings
 from askgate.db import Database
 from askgate.questions.ledger import AccountDeleted
 from askgate.runtime import Runtime
-from tests.factories import Account, auth_headers, create_user
+from tests.factories import Account, auth_headers, create_user, hold_writes
 from tests.fake_upstream import FakeUpstream
 from tests.postgres_server import (
     BACKENDS,
@@ -95,17 +94,6 @@ async def test_a_user_deleted_mid_question_loses_it_quietly(
     _assert_quiet(caplog)
 
 
-async def _hold_writes(db: Database) -> Any:
-    """A write transaction that keeps the questions table locked until it ends."""
-    session = db.write()
-    held = await session.__aenter__()
-    if held.get_bind().dialect.name == "postgresql":
-        await held.execute(text("LOCK TABLE questions IN EXCLUSIVE MODE"))
-    else:
-        await held.execute(text("SELECT 1"))  # BEGIN IMMEDIATE: the write lock
-    return session
-
-
 async def test_a_vanished_user_does_not_fail_the_rest_of_the_batch(
     client: httpx.AsyncClient,
     db: Database,
@@ -136,16 +124,13 @@ async def test_a_vanished_user_does_not_fail_the_rest_of_the_batch(
     await asyncio.wait_for(_until(lambda: len(fake_upstream.requests) == 3), 10)
     await _delete(client, leaving, admin_headers)
 
-    lock = await _hold_writes(db)
-    try:
+    async with hold_writes(db, "questions"):
         first_gate.set()  # its write takes the writer, and waits for the lock
         await asyncio.wait_for(
             _until(lambda: stores._worker is not None and not stores._pending), 10
         )
         later_gate.set()  # these two wait together: the next batch
         await asyncio.wait_for(_until(lambda: len(stores._pending) == 2), 10)
-    finally:
-        await lock.__aexit__(None, None, None)
 
     assert (await asyncio.wait_for(first_asking, 10)).status_code == 201
     assert (await asyncio.wait_for(leaving_asking, 10)).status_code == 401

@@ -14,6 +14,8 @@ users who are gone: the question goes with its user, and the rest of the batch
 is written as usual instead of failing on a foreign key.
 """
 
+import asyncio
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -27,6 +29,8 @@ from askgate.group_commit import GroupCommit, Outcome
 from askgate.questions.models import Question
 from askgate.quota import service as quota
 from askgate.users.models import User
+
+logger = logging.getLogger("askgate.questions")
 
 _TABLE = cast(Table, Question.__table__)
 # Core, with a list of rows: one INSERT ... RETURNING for the whole batch, the
@@ -65,8 +69,31 @@ class Ledger:
         self._stores: GroupCommit[NewQuestion, int | None] = GroupCommit(self._store)
 
     async def reserve(self, request: quota.ReservationRequest) -> quota.Reservation:
-        """The reservation, or QuotaExceeded (a 429), or AccountDeleted."""
-        return await self._reservations.submit(request)
+        """The reservation, or QuotaExceeded (a 429), or AccountDeleted.
+
+        A caller cancelled while it waits (its client left) is made all the
+        same, since the write goes on: it is then released at once, rather than
+        held until the end of the day by a question that was never asked.
+        """
+        reserving = self._reservations.enqueue(request)
+        try:
+            return await asyncio.shield(reserving)
+        except asyncio.CancelledError:
+            reserving.add_done_callback(self._release_abandoned)
+            raise
+
+    def _release_abandoned(
+        self, reserving: asyncio.Future[quota.Reservation]
+    ) -> None:
+        if reserving.cancelled() or reserving.exception() is not None:
+            return  # nothing was reserved
+        held = reserving.result()
+        release = quota.Settlement(
+            user_id=held.user_id, day=held.day, cost=0, reserved=held.tokens
+        )
+        self._stores.enqueue(NewQuestion(None, release)).add_done_callback(
+            _log_failed_release
+        )
 
     async def store(self, row: dict[str, Any], settlement: quota.Settlement) -> int:
         """Store the question and settle its tokens; returns its id, or raises
@@ -117,6 +144,17 @@ class Ledger:
             else:
                 outcomes.append(None if question.row is None else next(ids))
         return outcomes
+
+
+def _log_failed_release(releasing: asyncio.Future[int | None]) -> None:
+    if releasing.cancelled():
+        return
+    failure = releasing.exception()
+    if failure is not None and not isinstance(failure, AccountDeleted):
+        logger.error(
+            "Releasing an abandoned reservation failed: it is released with its day",
+            exc_info=failure,
+        )
 
 
 async def _lock_users(session: AsyncSession, user_ids: Iterable[int]) -> set[int]:
