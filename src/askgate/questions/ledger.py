@@ -82,9 +82,7 @@ class Ledger:
             reserving.add_done_callback(self._release_abandoned)
             raise
 
-    def _release_abandoned(
-        self, reserving: asyncio.Future[quota.Reservation]
-    ) -> None:
+    def _release_abandoned(self, reserving: asyncio.Future[quota.Reservation]) -> None:
         if reserving.cancelled() or reserving.exception() is not None:
             return  # nothing was reserved
         held = reserving.result()
