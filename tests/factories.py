@@ -1,7 +1,8 @@
 """Small helpers that build what a test needs, through the real code paths."""
 
+import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -90,3 +91,13 @@ async def hold_writes(db: Database, table: str) -> AsyncIterator[None]:
         else:
             await session.execute(text("SELECT 1"))  # BEGIN IMMEDIATE takes the lock
         yield
+
+
+async def until(condition: Callable[[], object], timeout: float = 10) -> None:
+    """Wait until `condition()` holds; TimeoutError after `timeout` seconds."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)

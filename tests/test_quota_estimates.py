@@ -17,7 +17,7 @@ import pytest
 from askgate.config import Settings
 from askgate.db import Database
 from askgate.runtime import Runtime
-from tests.factories import hold_writes
+from tests.factories import hold_writes, until
 from tests.fake_upstream import FakeUpstream, answer_for
 from tests.postgres_server import (
     BACKENDS,
@@ -51,11 +51,6 @@ async def _stored(
         if len(questions) >= count:
             return questions
         await asyncio.sleep(0.05)
-
-
-async def _until(condition: Any) -> None:
-    while not condition():
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("quota", QUOTAS)
@@ -223,12 +218,12 @@ async def test_a_client_leaving_while_its_tokens_are_reserved_holds_nothing(
         hold_writes(db, "token_usage"),
     ):
         asking = asyncio.create_task(ask(real_client, user_headers, max_tokens=100))
-        await asyncio.wait_for(_until(lambda: reservations._worker is not None), 10)
+        await until(lambda: reservations._worker is not None)
         asking.cancel()  # the client leaves while its tokens are being reserved
         with pytest.raises(asyncio.CancelledError):
             await asking
         # askgate saw it leave, and answered nobody:
-        await asyncio.wait_for(_until(lambda: "POST /questions 499" in caplog.text), 10)
+        await until(lambda: "POST /questions 499" in caplog.text)
 
     await asyncio.wait_for(runtime.ledger.drain(), 10)  # every write is done
     body = await usage(client, user_headers)

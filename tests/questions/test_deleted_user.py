@@ -6,7 +6,6 @@ group-committed batch are stored as usual.
 
 import asyncio
 import logging
-from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +14,7 @@ from askgate.config import Settings
 from askgate.db import Database
 from askgate.questions.ledger import AccountDeleted
 from askgate.runtime import Runtime
-from tests.factories import Account, auth_headers, create_user, hold_writes
+from tests.factories import Account, auth_headers, create_user, hold_writes, until
 from tests.fake_upstream import FakeUpstream
 from tests.postgres_server import (
     BACKENDS,
@@ -35,11 +34,6 @@ def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     settings = with_database(settings, request)
     # The upstream is held on purpose: only the test releases it.
     return settings.model_copy(update={"llm_read_timeout": 30.0})
-
-
-async def _until(condition: Any) -> None:
-    while not condition():
-        await asyncio.sleep(0.01)
 
 
 def _assert_quiet(caplog: pytest.LogCaptureFixture) -> None:
@@ -76,7 +70,7 @@ async def test_a_user_deleted_mid_question_loses_it_quietly(
             headers=user_headers,
         )
     )
-    await asyncio.wait_for(_until(lambda: fake_upstream.requests), 10)
+    await until(lambda: fake_upstream.requests)
     await _delete(client, user, admin_headers)
     fake_upstream.gate.set()
 
@@ -118,19 +112,17 @@ async def test_a_vanished_user_does_not_fail_the_rest_of_the_batch(
     first_gate, later_gate = asyncio.Event(), asyncio.Event()
     fake_upstream.gate = first_gate
     first_asking = ask(first, "first")
-    await asyncio.wait_for(_until(lambda: len(fake_upstream.requests) == 1), 10)
+    await until(lambda: len(fake_upstream.requests) == 1)
     fake_upstream.gate = later_gate
     leaving_asking, staying_asking = ask(leaving, SECRET), ask(staying, "staying")
-    await asyncio.wait_for(_until(lambda: len(fake_upstream.requests) == 3), 10)
+    await until(lambda: len(fake_upstream.requests) == 3)
     await _delete(client, leaving, admin_headers)
 
     async with hold_writes(db, "questions"):
         first_gate.set()  # its write takes the writer, and waits for the lock
-        await asyncio.wait_for(
-            _until(lambda: stores._worker is not None and not stores._pending), 10
-        )
+        await until(lambda: stores._worker is not None and not stores._pending)
         later_gate.set()  # these two wait together: the next batch
-        await asyncio.wait_for(_until(lambda: len(stores._pending) == 2), 10)
+        await until(lambda: len(stores._pending) == 2)
 
     assert (await asyncio.wait_for(first_asking, 10)).status_code == 201
     assert (await asyncio.wait_for(leaving_asking, 10)).status_code == 401
