@@ -1,12 +1,16 @@
 """Small helpers that build what a test needs, through the real code paths."""
 
+import asyncio
 import itertools
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
 
 import httpx
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
+from sqlalchemy import text
 
 from askgate.db import Database
 from askgate.users.models import Role, User
@@ -75,3 +79,25 @@ async def assert_login_ended(
         "/auth/refresh", json={"refresh_token": refresh_token}
     )
     assert refreshed.status_code == 401
+
+
+@asynccontextmanager
+async def hold_writes(db: Database, table: str) -> AsyncIterator[None]:
+    """Until the block ends, askgate's writes to `table` wait: SQLite's write
+    lock, or on PostgreSQL an EXCLUSIVE lock on the table (reads go on)."""
+    async with db.write() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(text(f"LOCK TABLE {table} IN EXCLUSIVE MODE"))
+        else:
+            await session.execute(text("SELECT 1"))  # BEGIN IMMEDIATE takes the lock
+        yield
+
+
+async def until(condition: Callable[[], object], timeout: float = 10) -> None:
+    """Wait until `condition()` holds; TimeoutError after `timeout` seconds."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)

@@ -6,13 +6,15 @@ cuts a stream, ends one early or stalls one, as `mode` says. Knobs: `fail_times`
 makes the next N requests answer `fail_status` whatever the mode; `retry_after`
 adds that Retry-After header to every error status; `gate`, when set, holds each
 request until it is set; `first_chunk_delay` makes a stream wait that long after
-its headers before its first chunk, as a model slow to start does. It records
+its headers before its first chunk, as a model slow to start does; `usage`, when
+set, replaces the reported usage (None: no usage at all, as many upstreams
+send); `stall_after` is how many pieces `stall_stream` sends first. It records
 every request, counts requests in flight, and notices when a client drops a stream.
 """
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -63,6 +65,8 @@ class FakeUpstream:
         self.retry_after: str | None = None
         self.gate: asyncio.Event | None = None
         self.first_chunk_delay = 0.0
+        self.usage: dict[str, Any] | Literal["counted"] | None = "counted"
+        self.stall_after = 2
         self.oversized_bytes = 64 * 1024
         self.in_flight = 0
         self.max_in_flight = 0
@@ -168,25 +172,31 @@ class FakeUpstream:
         text = _answer(content, mode)
         if mode == "oversized":
             text = "x" * self.oversized_bytes
-        return web.json_response(
-            {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "model": MODEL,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": len(content.split()),
-                    "completion_tokens": len(text.split()),
-                    "total_tokens": len(content.split()) + len(text.split()),
-                },
+        body = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": MODEL,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+        usage = self._usage(len(content.split()), len(text.split()))
+        if usage is not None:
+            body["usage"] = usage
+        return web.json_response(body)
+
+    def _usage(self, prompt: int, completion: int) -> dict[str, Any] | None:
+        if self.usage == "counted":
+            return {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
             }
-        )
+        return self.usage
 
     async def _stream(
         self, request: web.Request, content: str, mode: str
@@ -229,7 +239,7 @@ class FakeUpstream:
                 for _ in range(self.oversized_bytes // len(piece) + 1):
                     await send(chunk(piece))
             if mode == "stall_stream":
-                for piece in pieces[:2]:
+                for piece in pieces[: self.stall_after]:
                     await send(chunk(piece))
                 await self._released.wait()
                 return response
@@ -240,19 +250,17 @@ class FakeUpstream:
             for piece in pieces:
                 await send(chunk(piece))
             await send(chunk(None, finish="stop"))
-            await send(
-                {
-                    "id": "chatcmpl-1",
-                    "object": "chat.completion.chunk",
-                    "model": MODEL,
-                    "choices": [],
-                    "usage": {
-                        "prompt_tokens": len(content.split()),
-                        "completion_tokens": len(pieces),
-                        "total_tokens": len(content.split()) + len(pieces),
-                    },
-                }
-            )
+            usage = self._usage(len(content.split()), len(pieces))
+            if usage is not None:
+                await send(
+                    {
+                        "id": "chatcmpl-1",
+                        "object": "chat.completion.chunk",
+                        "model": MODEL,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
             await send("[DONE]")
         except (ConnectionError, asyncio.CancelledError):
             self.streams_closed_by_client += 1

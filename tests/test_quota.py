@@ -1,8 +1,10 @@
 """The daily token quota: reserved before the upstream is called, settled after.
 
 The fake upstream's usage is deterministic: the prompt costs one token per word
-of the question, the answer ("You asked: <question>") one per word; a stream that
-ends early reports nothing, so it pays one token per delta delivered.
+of the question, the answer ("You asked: <question>") one per word. What the
+upstream does not report (a stream that ends early, an upstream that reports no
+usage) is estimated from the text: its UTF-8 bytes, plus the prompt's template
+overhead (`estimate`).
 """
 
 import asyncio
@@ -54,6 +56,11 @@ def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
 def reservation(content: str, max_tokens: int) -> int:
     """What askgate holds while a question is in flight."""
     return max_tokens + len(content.encode()) + PROMPT_OVERHEAD_TOKENS
+
+
+def estimate(content: str, answer: str) -> int:
+    """What a question costs when the upstream reports no usage."""
+    return reservation(content, 0) + len(answer.encode())
 
 
 async def usage(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any]:
@@ -311,7 +318,7 @@ async def test_a_stream_settles_to_its_reported_usage(
     assert (body["used_tokens"], body["reserved_tokens"]) == (8, 0)
 
 
-async def test_a_stream_cut_by_the_upstream_pays_for_the_delivered_deltas(
+async def test_a_stream_cut_by_the_upstream_pays_for_its_prompt_and_delivered_text(
     client: httpx.AsyncClient,
     settings: Settings,
     user_headers: dict[str, str],
@@ -325,7 +332,10 @@ async def test_a_stream_cut_by_the_upstream_pays_for_the_delivered_deltas(
     events = parse_events(response.text)
     assert [event["type"] for event in events] == ["delta", "delta", "error"]
     body = await usage(client, user_headers)
-    assert (body["used_tokens"], body["reserved_tokens"]) == (2, 0)
+    delivered = "".join(event["text"] for event in events[:2])
+    assert delivered == "You asked:"
+    assert body["used_tokens"] == estimate(CONTENT, delivered)
+    assert body["reserved_tokens"] == 0
 
 
 async def test_a_stream_over_quota_is_a_plain_429_not_a_stream(
@@ -366,7 +376,7 @@ async def _stored_question(
     return question
 
 
-async def test_a_cancelled_stream_pays_for_the_delivered_deltas(
+async def test_a_cancelled_stream_pays_for_its_prompt_and_delivered_text(
     server_url: str,
     client: httpx.AsyncClient,
     settings: Settings,
@@ -395,7 +405,7 @@ async def test_a_cancelled_stream_pays_for_the_delivered_deltas(
 
     question = await asyncio.wait_for(_stored_question(client, user_headers), timeout=5)
     assert question["status"] == "cancelled"
-    delivered = question["answer"].count(" tick")
-    assert delivered >= 2
+    assert question["answer"].count(" tick") >= 2
     body = await usage(client, user_headers)
-    assert (body["used_tokens"], body["reserved_tokens"]) == (delivered, 0)
+    assert body["used_tokens"] == estimate("Count forever", question["answer"])
+    assert body["reserved_tokens"] == 0

@@ -75,7 +75,13 @@ class Base(DeclarativeBase):
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An engine; on SQLite every connection gets WAL, a busy timeout and FKs on."""
+    """An engine; on SQLite every connection gets WAL, a busy timeout and FKs on.
+
+    Every engine of askgate (the server's, the CLI's, Alembic's) is made here,
+    with `hide_parameters`: statement parameters hold questions, answers and
+    password hashes, and must never reach an error message or a log.
+    """
+    kwargs["hide_parameters"] = True
     is_sqlite = url.startswith("sqlite")
     if is_sqlite:
         kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})

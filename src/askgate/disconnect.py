@@ -45,7 +45,8 @@ class DisconnectWatch:
         self.client_left()
 
     def client_left(self) -> None:
-        """The client is gone (seen here, or by a failed send): cancel the block."""
+        """The client is gone (seen here, by a failed send, or by a send that
+        waited too long: askgate.sse): cancel the block."""
         if not self._client_left:
             self._client_left = True
             self._task.cancel()

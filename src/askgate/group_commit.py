@@ -45,13 +45,17 @@ class GroupCommit(Generic[Item, Result]):
         self._worker: asyncio.Task[None] | None = None
 
     async def submit(self, item: Item) -> Result:
+        # A caller cancelled here cancels only its own future: the write is the
+        # worker's, and it goes on.
+        return await self.enqueue(item)
+
+    def enqueue(self, item: Item) -> asyncio.Future[Result]:
+        """Submit `item` without waiting: the future holds its outcome."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if self._worker is None:
             self._worker = asyncio.create_task(self._run())
-        # A caller cancelled here cancels only its own future: the write is the
-        # worker's, and it goes on.
-        return await future
+        return future
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is written (app shutdown)."""

@@ -1,7 +1,8 @@
-"""A server-sent-events response that keeps a quiet stream alive and notices at once
-when the client leaves."""
+"""A server-sent-events response that keeps a quiet stream alive, notices at once
+when the client leaves, and ends the stream of a client that stops reading."""
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
@@ -19,6 +20,8 @@ from askgate.jsonbytes import dumps
 KEEP_ALIVE_INTERVAL = 15.0
 KEEP_ALIVE_COMMENT = b": keep-alive\n\n"
 
+logger = logging.getLogger("askgate.sse")
+
 
 def encode_event(data: dict[str, Any]) -> bytes:
     return b"data: %b\n\n" % dumps(data)
@@ -31,7 +34,8 @@ class EventStreamResponse(Response):
     leaves, so the producer (and the upstream request behind it) stops at once
     instead of at its next write. The producer is always closed (`aclose`), so its
     cleanup runs whether the stream ended, failed or was cut. After each
-    `keep_alive` seconds without an event, a comment line is sent.
+    `keep_alive` seconds without an event, a comment line is sent. A client that
+    reads nothing for `send_timeout` seconds is treated as gone (see _SendDeadline).
     """
 
     media_type = "text/event-stream"
@@ -42,8 +46,10 @@ class EventStreamResponse(Response):
         status_code: int = 200,
         headers: dict[str, str] | None = None,
         keep_alive: float | None = None,
+        send_timeout: float | None = None,
     ) -> None:
         self.events = events
+        self.send_timeout = send_timeout
         self.status_code = status_code
         self.keep_alive = KEEP_ALIVE_INTERVAL if keep_alive is None else keep_alive
         self.background: BackgroundTask | None = None
@@ -54,24 +60,79 @@ class EventStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             with DisconnectWatch(receive) as watch:
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": self.status_code,
-                        "headers": self.raw_headers,
-                    }
-                )
-                keep_alive = _KeepAlive(send, self.keep_alive, watch)
+                if self.send_timeout is None:
+                    await self._stream(send, watch)
+                    return
+                deadline = _SendDeadline(send, self.send_timeout, watch)
                 try:
-                    async with aclosing(self.events) as events:
-                        async for event in events:
-                            await send(_body(encode_event(event)))
-                            keep_alive.sent()
+                    await self._stream(deadline.send, watch)
                 finally:
-                    keep_alive.stop()
-                await send({"type": "http.response.body", "body": b""})
+                    deadline.stop()
         except (ClientDisconnected, OSError):
-            pass  # the client is gone; the producer was closed above
+            pass  # the client is gone; the producer was closed in _stream
+
+    async def _stream(self, send: Send, watch: DisconnectWatch) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status_code,
+                "headers": self.raw_headers,
+            }
+        )
+        keep_alive = _KeepAlive(send, self.keep_alive, watch)
+        try:
+            async with aclosing(self.events) as events:
+                async for event in events:
+                    await send(_body(encode_event(event)))
+                    keep_alive.sent()
+        finally:
+            keep_alive.stop()
+        await send({"type": "http.response.body", "body": b""})
+
+
+class _SendDeadline:
+    """Treats the client as gone once a send has waited `timeout` seconds.
+
+    An ASGI server's send waits while the connection's buffers are full: a
+    client that stops reading would otherwise hold its stream, and the upstream
+    call behind it, forever (the upstream's own read timeout does not run while
+    askgate is the one not reading). One timer per stream checks, rather than a
+    timeout around each send: what a delta costs stays the same.
+    """
+
+    def __init__(self, send: Send, timeout: float, watch: DisconnectWatch) -> None:
+        self._send = send
+        self._timeout = timeout
+        self._watch = watch
+        self._loop = asyncio.get_running_loop()
+        self._pending = 0
+        self._since = 0.0  # when the sends now pending started to wait
+        self._timer = self._loop.call_later(timeout, self._check)
+
+    async def send(self, message: Message) -> None:
+        if not self._pending:
+            self._since = self._loop.time()
+        self._pending += 1
+        try:
+            await self._send(message)
+        finally:
+            self._pending -= 1
+            self._since = self._loop.time()  # progress: a send still pending waits anew
+
+    def stop(self) -> None:
+        self._timer.cancel()
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        if self._pending and now - self._since >= self._timeout:
+            logger.warning(
+                "A client read nothing of its stream for %gs: the stream is ended",
+                self._timeout,
+            )
+            self._watch.client_left()
+            return
+        start = self._since if self._pending else now
+        self._timer = self._loop.call_later(start + self._timeout - now, self._check)
 
 
 class _KeepAlive:

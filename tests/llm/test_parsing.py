@@ -75,10 +75,27 @@ async def test_comments_other_fields_and_crlf_are_skipped() -> None:
     assert await parse(body) == await parse(BODY)
 
 
-async def test_without_usage_each_delta_counts_as_a_token() -> None:
+async def test_without_usage_the_usage_stays_unknown() -> None:
+    # Not one token per delta: the quota estimates from the text instead.
     events = await parse(sse(chunk("a"), chunk("b"), chunk(finish="stop")))
 
-    assert events[-1] == StreamEnd(model="m", usage=Usage(None, 2))
+    assert events[-1] == StreamEnd(model="m", usage=Usage(None, None))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [2**63, 10**9 + 1, -1, 1.5, True, False, "3", None, [1]],
+    ids=repr,
+)
+async def test_implausible_token_counts_are_unknown(value: Any) -> None:
+    usage = {"prompt_tokens": value, "completion_tokens": 10**9}
+    body = sse(chunk("a", finish="stop"), {"choices": [], "usage": usage})
+    completion = json.dumps(
+        {"choices": [{"message": {"content": "a"}}], "usage": usage}
+    ).encode()
+
+    assert (await parse(body))[-1].usage == Usage(None, 10**9)  # type: ignore[union-attr]
+    assert parse_completion(completion, default_model="d").usage == Usage(None, 10**9)
 
 
 async def test_the_model_name_follows_the_chunks() -> None:
@@ -88,9 +105,9 @@ async def test_the_model_name_follows_the_chunks() -> None:
     )
     unnamed = await parse(sse(chunk("a", model=7), chunk(finish="stop", model="")))
 
-    assert first[-1] == StreamEnd(model="one", usage=Usage(None, 1))
-    assert second[-1] == StreamEnd(model="two", usage=Usage(None, 1))
-    assert unnamed[-1] == StreamEnd(model="default", usage=Usage(None, 1))
+    assert first[-1] == StreamEnd(model="one", usage=Usage(None, None))
+    assert second[-1] == StreamEnd(model="two", usage=Usage(None, None))
+    assert unnamed[-1] == StreamEnd(model="default", usage=Usage(None, None))
 
 
 async def test_unstorable_characters_are_replaced() -> None:
@@ -102,14 +119,14 @@ async def test_unstorable_characters_are_replaced() -> None:
 
     assert await parse(body) == [
         Delta("a\ufffdb\ufffdc"),
-        StreamEnd(model="x\ufffd\ufffd", usage=Usage(None, 1)),
+        StreamEnd(model="x\ufffd\ufffd", usage=Usage(None, None)),
     ]
 
 
 async def test_a_long_model_name_is_cut_to_the_column_width() -> None:
     events = await parse(sse(chunk("a", model="n" * 500, finish="stop")))
 
-    assert events[-1] == StreamEnd(model="n" * MAX_MODEL_NAME, usage=Usage(None, 1))
+    assert events[-1] == StreamEnd(model="n" * MAX_MODEL_NAME, usage=Usage(None, None))
 
 
 async def test_json_orjson_refuses_is_accepted_as_before() -> None:
@@ -121,14 +138,14 @@ async def test_json_orjson_refuses_is_accepted_as_before() -> None:
 
     assert await parse(body) == [
         Delta("x"),
-        StreamEnd(model="m", usage=Usage(1, 10**20)),
+        StreamEnd(model="m", usage=Usage(1, None)),  # 10**20: implausible
     ]
 
 
 async def test_choices_that_are_not_a_list_are_ignored() -> None:
     body = sse({"model": "m", "choices": 5}, chunk("a", finish="stop"))
 
-    assert await parse(body) == [Delta("a"), StreamEnd("m", Usage(None, 1))]
+    assert await parse(body) == [Delta("a"), StreamEnd("m", Usage(None, None))]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@ object, or a stream of server-sent events, each a JSON chunk.
 This runs for every chunk of every stream, so the loop stays lean: orjson parses
 each event, the model name is cleaned once rather than per chunk, and nothing is
 allocated for a line that is not a `data:` line. Whatever the upstream sends, the
-text that comes out can be stored (see `_storable`).
+text that comes out can be stored (see `_storable`), and token counts are only
+ever plausible ones (see `_count`).
 """
 
 import json
@@ -19,6 +20,9 @@ from askgate.llm.types import Completion, Delta, StreamEnd, Usage
 
 MAX_STREAM_LINE_BYTES = 256 * 1024
 MAX_MODEL_NAME = 200  # the width of questions.model
+# No question comes near a billion tokens; a larger count is a broken upstream's,
+# and would overflow the database's integer columns.
+MAX_TOKEN_COUNT = 10**9
 # JSON can escape a lone surrogate ("\ud800"), which UTF-8 cannot encode, and NUL,
 # which PostgreSQL text cannot hold: either would fail the answer's storage.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -54,7 +58,6 @@ async def parse_events(
     model = default_model
     sent_model: Any = None  # the raw name `model` was cleaned from
     usage = Usage(None, None)
-    deltas = 0
     text_bytes = 0
     finished = False
     buffer = b""
@@ -69,7 +72,7 @@ async def parse_events(
                 continue  # comments, event names, ids, blank separators
             data = line[5:].strip()
             if data == b"[DONE]":
-                yield StreamEnd(model=model, usage=_settled(usage, deltas))
+                yield StreamEnd(model=model, usage=usage)
                 return
             event = _parse_event(data)
             name = event.get("model")
@@ -87,7 +90,6 @@ async def parse_events(
                 delta = choice.get("delta")
                 text = delta.get("content") if isinstance(delta, dict) else None
                 if isinstance(text, str) and text:
-                    deltas += 1
                     # isascii() is O(1): most deltas skip the encoding
                     text_bytes += (
                         len(text)
@@ -101,7 +103,7 @@ async def parse_events(
                     finished = True
     if not finished:
         raise UpstreamError("The LLM upstream stream ended before the answer did")
-    yield StreamEnd(model=model, usage=_settled(usage, deltas))
+    yield StreamEnd(model=model, usage=usage)
 
 
 def _loads(data: bytes, not_json: str) -> Any:
@@ -135,7 +137,11 @@ def _usage(data: Any) -> Usage:
 
 
 def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and value >= 0 else None
+    """A reported token count, or None (missing: the quota then estimates it)
+    for anything but an integer in 0..MAX_TOKEN_COUNT; `true` is no count."""
+    if type(value) is not int or not 0 <= value <= MAX_TOKEN_COUNT:
+        return None
+    return value
 
 
 def _storable(text: str) -> str:
@@ -146,11 +152,3 @@ def _model_name(value: Any, default: str) -> str:
     if not isinstance(value, str) or not value:
         return default
     return _storable(value)[:MAX_MODEL_NAME]
-
-
-def _settled(usage: Usage, deltas: int) -> Usage:
-    # Upstreams that ignore stream_options send no usage; each delta is then
-    # counted as one token (how OpenAI-compatible servers chunk their output).
-    if usage.completion_tokens is None:
-        return Usage(usage.prompt_tokens, deltas)
-    return usage

@@ -6,28 +6,57 @@ step meanwhile, and each request answers only once its own write is committed.
 A store, once submitted, completes whatever happens to the request that asked
 for it: a client leaving at that moment neither loses the question nor leaves
 its reservation held.
+
+A user may be deleted while their question is in flight. Each transaction first
+locks the rows of the batch's users (PostgreSQL: FOR KEY SHARE, which a DELETE
+waits for; SQLite: its write lock already excludes one) and drops the writes of
+users who are gone: the question goes with its user, and the rest of the batch
+is written as usual instead of failing on a foreign key.
 """
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from askgate.db import Database
+from askgate.errors import NotAuthenticated
 from askgate.group_commit import GroupCommit, Outcome
 from askgate.questions.models import Question
 from askgate.quota import service as quota
+from askgate.users.models import User
+
+logger = logging.getLogger("askgate.questions")
 
 _TABLE = cast(Table, Question.__table__)
 # Core, with a list of rows: one INSERT ... RETURNING for the whole batch, the
 # ids in the order of the rows.
 _INSERT = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
+_PRESENT_USERS = (
+    select(User.id)
+    .where(User.id.in_(bindparam("ids", expanding=True)))
+    .order_by(User.id)  # locks taken in key order: no deadlock between batches
+    .with_for_update(key_share=True)
+)
+
+
+class AccountDeleted(NotAuthenticated):
+    """The user was deleted while their question was in flight."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Your account was deleted while this question was in flight; "
+            "the question was not kept"
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class NewQuestion:
-    row: dict[str, Any]  # the `questions` columns but `id`
+    row: dict[str, Any] | None  # the `questions` columns but `id`; None: none
     settlement: quota.Settlement
 
 
@@ -37,15 +66,43 @@ class Ledger:
         self._reservations: GroupCommit[quota.ReservationRequest, quota.Reservation] = (
             GroupCommit(self._reserve)
         )
-        self._stores: GroupCommit[NewQuestion, int] = GroupCommit(self._store)
+        self._stores: GroupCommit[NewQuestion, int | None] = GroupCommit(self._store)
 
     async def reserve(self, request: quota.ReservationRequest) -> quota.Reservation:
-        """The reservation, or QuotaExceeded (a 429)."""
-        return await self._reservations.submit(request)
+        """The reservation, or QuotaExceeded (a 429), or AccountDeleted.
 
-    async def store(self, question: NewQuestion) -> int:
-        """Store the question and settle its tokens; returns its id."""
-        return await self._stores.submit(question)
+        A caller cancelled while it waits (its client left) is made all the
+        same, since the write goes on: it is then released at once, rather than
+        held until the end of the day by a question that was never asked.
+        """
+        reserving = self._reservations.enqueue(request)
+        try:
+            return await asyncio.shield(reserving)
+        except asyncio.CancelledError:
+            reserving.add_done_callback(self._release_abandoned)
+            raise
+
+    def _release_abandoned(self, reserving: asyncio.Future[quota.Reservation]) -> None:
+        if reserving.cancelled() or reserving.exception() is not None:
+            return  # nothing was reserved
+        held = reserving.result()
+        release = quota.Settlement(
+            user_id=held.user_id, day=held.day, cost=0, reserved=held.tokens
+        )
+        self._stores.enqueue(NewQuestion(None, release)).add_done_callback(
+            _log_failed_release
+        )
+
+    async def store(self, row: dict[str, Any], settlement: quota.Settlement) -> int:
+        """Store the question and settle its tokens; returns its id, or raises
+        AccountDeleted."""
+        question_id = await self._stores.submit(NewQuestion(row, settlement))
+        assert question_id is not None  # a row was given
+        return question_id
+
+    async def settle(self, settlement: quota.Settlement) -> None:
+        """Settle a question's tokens without storing it."""
+        await self._stores.submit(NewQuestion(None, settlement))
 
     async def drain(self) -> None:
         await self._reservations.drain()
@@ -55,14 +112,51 @@ class Ledger:
         self, requests: Sequence[quota.ReservationRequest]
     ) -> list[Outcome[quota.Reservation]]:
         async with self._db.write() as session:
-            outcomes = await quota.reserve_many(session=session, requests=requests)
-        return list(outcomes)
-
-    async def _store(self, questions: Sequence[NewQuestion]) -> list[Outcome[int]]:
-        async with self._db.write() as session:
-            result = await session.execute(_INSERT, [q.row for q in questions])
-            ids: list[Outcome[int]] = list(result.scalars())
-            await quota.settle_many(
-                session=session, settlements=[q.settlement for q in questions]
+            present = await _lock_users(session, (r.user_id for r in requests))
+            kept = [r for r in requests if r.user_id in present]
+            reserved = iter(
+                await quota.reserve_many(session=session, requests=kept) if kept else ()
             )
-        return ids
+        return [
+            next(reserved) if r.user_id in present else AccountDeleted()
+            for r in requests
+        ]
+
+    async def _store(
+        self, questions: Sequence[NewQuestion]
+    ) -> list[Outcome[int | None]]:
+        async with self._db.write() as session:
+            present = await _lock_users(
+                session, (q.settlement.user_id for q in questions)
+            )
+            kept = [q for q in questions if q.settlement.user_id in present]
+            rows = [q.row for q in kept if q.row is not None]
+            ids = iter((await session.execute(_INSERT, rows)).scalars() if rows else ())
+            await quota.settle_many(
+                session=session, settlements=[q.settlement for q in kept]
+            )
+        outcomes: list[Outcome[int | None]] = []
+        for question in questions:
+            if question.settlement.user_id not in present:
+                outcomes.append(AccountDeleted())
+            else:
+                outcomes.append(None if question.row is None else next(ids))
+        return outcomes
+
+
+def _log_failed_release(releasing: asyncio.Future[int | None]) -> None:
+    if releasing.cancelled():
+        return
+    failure = releasing.exception()
+    if failure is not None and not isinstance(failure, AccountDeleted):
+        logger.error(
+            "Releasing an abandoned reservation failed: it is released with its day",
+            exc_info=failure,
+        )
+
+
+async def _lock_users(session: AsyncSession, user_ids: Iterable[int]) -> set[int]:
+    """Those of the users that still exist, locked against deletion until the
+    transaction ends."""
+    found = await session.scalars(_PRESENT_USERS, {"ids": sorted(set(user_ids))})
+    return set(found)

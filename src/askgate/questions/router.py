@@ -71,7 +71,8 @@ _ASK_RESPONSES: dict[int | str, dict[str, Any]] = {
         'status `failed`. With `"stream": true` the answer arrives as server-sent '
         "events and is stored when the stream ends. If the client disconnects, "
         "streaming or not, the upstream request is cancelled and the question is "
-        "stored as `cancelled` (with the partial answer of a stream).\n\n"
+        "stored as `cancelled` (with the partial answer of a stream); so is a "
+        "stream whose client reads nothing for `ASKGATE_LLM_READ_TIMEOUT`.\n\n"
         "Each user may ask `ASKGATE_QUESTIONS_PER_MINUTE` (default 30) questions "
         "per minute; more answer 429 with `Retry-After`. Every answer carries "
         "`X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`.\n\n"
@@ -104,6 +105,9 @@ async def ask(
                 data=data,
             ),
             headers=rate_limit.headers(),
+            # A client that reads nothing for that long is treated as gone:
+            # the patience askgate has with a silent upstream.
+            send_timeout=runtime.settings.llm_read_timeout,
         )
     work = service.ask(
         ledger=runtime.ledger,

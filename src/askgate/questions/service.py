@@ -2,15 +2,18 @@
 
 What one plain question costs, besides the upstream call: the caller check (a
 shared read of the auth epoch, askgate.auth.cache), and a share of one
-group-committed write transaction that stores the question and counts its tokens
-(askgate.questions.ledger). Under a daily quota, also a share of one
-group-committed transaction that reserves its tokens before the call.
+group-committed write transaction that locks its user's row, stores the question
+and counts its tokens (askgate.questions.ledger). Under a daily quota, also a
+share of one group-committed transaction that reserves its tokens before the call.
 
 No database session is open while the LLM works. A failed or cancelled question
 is stored too, with whatever part of the answer arrived, and pays for what the
-upstream reported or delivered.
+upstream reported or delivered (`_Attempt.cost`). Whatever fails while storing,
+the client gets a 502 or an `error` event, and the question is stored as failed
+or at least its reservation released (`_Attempt._salvage`).
 """
 
+import logging
 import time
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
@@ -24,7 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from askgate.auth.cache import Caller
 from askgate.config import Settings
 from askgate.db import utcnow
-from askgate.errors import UpstreamFailed, UpstreamTimedOut, UpstreamUnavailable
+from askgate.errors import (
+    DomainError,
+    UpstreamFailed,
+    UpstreamTimedOut,
+    UpstreamUnavailable,
+)
 from askgate.llm.errors import (
     UpstreamBusy,
     UpstreamError,
@@ -32,13 +40,21 @@ from askgate.llm.errors import (
     retry_after_header,
 )
 from askgate.llm.types import ChatClient, ChatParams, Delta, StreamEnd, Usage
-from askgate.questions.ledger import Ledger, NewQuestion
+from askgate.questions.ledger import AccountDeleted, Ledger
 from askgate.questions.models import Question, QuestionStatus
 from askgate.questions.schemas import QuestionCreate, QuestionRead
 from askgate.quota import service as quota
 
+logger = logging.getLogger("askgate.questions")
+
 CLIENT_LEFT = "The client disconnected before the answer was complete"
 INTERNAL_ERROR = "askgate failed while answering; see its logs"
+STORE_FAILED = "askgate could not store the answer; see its logs"
+NO_USAGE = Usage(None, None)
+
+
+class StoreFailed(UpstreamFailed):
+    """The answer could not be stored (a 502, or a stream's `error` event)."""
 
 
 @dataclass
@@ -48,10 +64,41 @@ class _Attempt:
     user_id: int
     content: str
     model: str
+    max_tokens: int
+    prompt_estimate: int  # at most what the prompt costs (quota.prompt_bound)
+    streaming: bool
     reservation: quota.Reservation | None  # None: no quota applies
     created_at: datetime = field(default_factory=utcnow)
     started: float = field(default_factory=time.monotonic)
     parts: list[str] = field(default_factory=list)
+
+    def cost(self, status: QuestionStatus, usage: Usage) -> int:
+        """What the question is charged: what the upstream reported, and an
+        estimate that errs high (quota.token_bound) for what it did not.
+
+        A plain question whose client left keeps its whole bound (its
+        reservation): the upstream received it and may have answered in full.
+        A stream pays for its prompt and the text delivered so far. A failure
+        before any answer arrived costs nothing.
+        """
+        if status is QuestionStatus.CANCELLED and not self.streaming:
+            return self.prompt_estimate + self.max_tokens
+        if status is QuestionStatus.FAILED and not self.parts:
+            return quota.spent(usage, prompt_estimate=0, answer_estimate=0)
+        # The upstream was told to stop at max_tokens.
+        answer = min(quota.token_bound("".join(self.parts)), self.max_tokens)
+        return quota.spent(
+            usage, prompt_estimate=self.prompt_estimate, answer_estimate=answer
+        )
+
+    def _settlement(self, cost: int) -> quota.Settlement:
+        reservation = self.reservation
+        return quota.Settlement(
+            user_id=self.user_id,
+            day=reservation.day if reservation else self.created_at.date(),
+            cost=cost,
+            reserved=reservation.tokens if reservation else 0,
+        )
 
     async def store(
         self,
@@ -59,18 +106,15 @@ class _Attempt:
         status: QuestionStatus,
         *,
         error: str | None = None,
-        usage: Usage | None = None,
+        usage: Usage = NO_USAGE,
         model: str | None = None,
-        unreported_completion: int | None = None,
     ) -> QuestionRead:
         """Store the question and settle its tokens in one transaction.
 
-        An answer whose length the upstream did not report costs
-        `unreported_completion`, by default one token per delta that arrived.
-        Once submitted, the write completes even if this call is cancelled.
+        Raises AccountDeleted (the question went with its user) or StoreFailed
+        (see `_salvage`). Once submitted, the write completes even if this call
+        is cancelled.
         """
-        usage = usage or Usage(None, None)
-        reservation = self.reservation
         row = {
             "user_id": self.user_id,
             "content": self.content,
@@ -83,35 +127,58 @@ class _Attempt:
             "latency_ms": round((time.monotonic() - self.started) * 1000),
             "created_at": self.created_at,
         }
-        cost = quota.spent(
-            usage,
-            unreported_completion=(
-                len(self.parts)
-                if unreported_completion is None
-                else unreported_completion
-            ),
-        )
-        question_id = await ledger.store(
-            NewQuestion(
-                row=row,
-                settlement=quota.Settlement(
-                    user_id=self.user_id,
-                    day=reservation.day if reservation else self.created_at.date(),
-                    cost=cost,
-                    reserved=reservation.tokens if reservation else 0,
-                ),
-            )
-        )
+        settlement = self._settlement(self.cost(status, usage))
+        try:
+            question_id = await ledger.store(row, settlement)
+        except AccountDeleted:
+            raise
+        except Exception:
+            logger.exception("Storing a question of user %d failed", self.user_id)
+            raise await self._salvage(ledger, row, settlement) from None
         return QuestionRead.stored(question_id, row)
 
-    async def store_interrupted(
-        self, ledger: Ledger, exc: BaseException
-    ) -> QuestionRead:
+    async def _salvage(
+        self, ledger: Ledger, row: dict[str, Any], settlement: quota.Settlement
+    ) -> DomainError:
+        """After a failed store: the question stored as failed, without the
+        upstream's numbers; failing that, its tokens settled alone, so that its
+        reservation is not held all day. Returns the error to answer."""
+        failed = {
+            **row,
+            "status": QuestionStatus.FAILED,
+            "error": STORE_FAILED,
+            "prompt_tokens": None,
+            "completion_tokens": None,
+        }
+        try:
+            question_id = await ledger.store(failed, settlement)
+            return StoreFailed(
+                f"{STORE_FAILED} (question {question_id} was stored as failed)"
+            )
+        except AccountDeleted as exc:
+            return exc
+        except Exception:
+            logger.exception("Storing the question as failed failed too")
+        try:
+            await ledger.settle(settlement)
+        except Exception:
+            logger.exception(
+                "Settling the question's tokens failed: its reservation is "
+                "released with its day"
+            )
+        return StoreFailed(f"{STORE_FAILED} (the question was not kept)")
+
+    async def store_interrupted(self, ledger: Ledger, exc: BaseException) -> None:
         """Keep what arrived when the work stopped for a reason other than the
-        upstream: the client leaving (cancelled) or a bug here (failed)."""
-        if isinstance(exc, Exception):
-            return await self.store(ledger, QuestionStatus.FAILED, error=INTERNAL_ERROR)
-        return await self.store(ledger, QuestionStatus.CANCELLED, error=CLIENT_LEFT)
+        upstream: the client leaving (cancelled) or a bug here (failed). Nobody
+        waits for the outcome: a question not kept is only logged."""
+        try:
+            if isinstance(exc, Exception):
+                await self.store(ledger, QuestionStatus.FAILED, error=INTERNAL_ERROR)
+            else:
+                await self.store(ledger, QuestionStatus.CANCELLED, error=CLIENT_LEFT)
+        except DomainError:
+            pass
 
 
 def _params(data: QuestionCreate, settings: Settings) -> ChatParams:
@@ -132,14 +199,14 @@ async def _begin(
     """The upstream call's parameters, and the attempt holding the most the
     question can cost from the quota; raises QuotaExceeded (429) instead."""
     params = _params(data, settings)
+    prompt_estimate = quota.prompt_bound(params.content, settings.llm_system_prompt)
     limit = quota.limit_for(caller.daily_token_quota, settings.daily_token_quota)
     reservation = None
     if limit is not None:
-        bound = quota.prompt_bound(params.content, settings.llm_system_prompt)
         reservation = await ledger.reserve(
             quota.ReservationRequest(
                 user_id=caller.id,
-                tokens=params.max_tokens + bound,
+                tokens=params.max_tokens + prompt_estimate,
                 limit=limit,
                 requested_at=utcnow(),
             )
@@ -148,6 +215,9 @@ async def _begin(
         user_id=caller.id,
         content=data.content,
         model=llm.model,
+        max_tokens=params.max_tokens,
+        prompt_estimate=prompt_estimate,
+        streaming=data.stream,
         reservation=reservation,
     )
     return params, attempt
@@ -185,9 +255,6 @@ async def ask(
         QuestionStatus.ANSWERED,
         usage=completion.usage,
         model=completion.model,
-        # A JSON answer cannot be counted here: without usage, it keeps its
-        # whole max_tokens.
-        unreported_completion=params.max_tokens,
     )
 
 
@@ -212,7 +279,7 @@ async def _stream(
     *, ledger: Ledger, llm: ChatClient, params: ChatParams, attempt: _Attempt
 ) -> AsyncGenerator[dict[str, Any]]:
     """SSE payloads: deltas, then one `done` (with the stored question) or `error`."""
-    end = StreamEnd(model=llm.model, usage=Usage(None, None))
+    end = StreamEnd(model=llm.model, usage=NO_USAGE)
     try:
         # aclosing: if the client leaves between two deltas, the upstream
         # request is closed now, not whenever the generator is collected.
@@ -224,16 +291,39 @@ async def _stream(
                 else:
                     end = event
     except UpstreamError as exc:
-        question = await attempt.store(ledger, QuestionStatus.FAILED, error=exc.detail)
-        yield {"type": "error", "detail": exc.detail, "question_id": question.id}
+        yield await _last_event(
+            ledger, attempt, QuestionStatus.FAILED, error=exc.detail
+        )
         return
     except BaseException as exc:  # the client left (cancelled, or closed at a yield)
         await attempt.store_interrupted(ledger, exc)
         raise
-    question = await attempt.store(
-        ledger, QuestionStatus.ANSWERED, usage=end.usage, model=end.model
+    yield await _last_event(
+        ledger, attempt, QuestionStatus.ANSWERED, usage=end.usage, model=end.model
     )
-    yield {"type": "done", "question": question.model_dump(mode="json")}
+
+
+async def _last_event(
+    ledger: Ledger,
+    attempt: _Attempt,
+    status: QuestionStatus,
+    *,
+    error: str | None = None,
+    usage: Usage = NO_USAGE,
+    model: str | None = None,
+) -> dict[str, Any]:
+    """Store the streamed question; the stream's last event says how it ended:
+    `done` with the question, or `error` (the upstream failed, or the question
+    could not be kept)."""
+    try:
+        question = await attempt.store(
+            ledger, status, error=error, usage=usage, model=model
+        )
+    except DomainError as exc:
+        return {"type": "error", "detail": exc.detail}
+    if status is QuestionStatus.FAILED:
+        return {"type": "error", "detail": error, "question_id": question.id}
+    return {"type": "done", "question": question.model_dump(mode="json")}
 
 
 async def get_question(*, session: AsyncSession, question_id: int) -> Question | None:

@@ -8,6 +8,13 @@ cost, never more than was reserved: the day's total stays within the quota
 whatever the upstream reports. A question with no quota reserves nothing; its
 cost is still counted when it ends (GET /users/me/usage).
 
+What a question costs is what the upstream reported. What it did not report (or
+reported implausibly) is estimated from the text, erring high (`token_bound`):
+the prompt's UTF-8 bytes plus PROMPT_OVERHEAD_TOKENS, and the answer's UTF-8
+bytes, at most max_tokens. A plain question whose client left keeps its whole
+reservation (the upstream got it); a cancelled stream pays for its prompt and
+the text delivered (askgate.questions.service).
+
 Both steps work on batches (askgate.group_commit): one transaction reserves for
 every question that arrived meanwhile, another settles every question that ended.
 
@@ -68,21 +75,32 @@ def limit_for(override: int | None, default: int) -> int | None:
     return limit or None
 
 
+def token_bound(text: str) -> int:
+    """At most how many tokens `text` makes: its length in UTF-8 bytes.
+
+    Byte-level tokenizers (GPT, Llama 3, SmolLM2...) never make more tokens
+    than there are bytes, nor do SentencePiece ones with byte fallback, so this
+    errs high without knowing the tokenizer: a character of CJK counts 3, an
+    emoji 4.
+    """
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def prompt_bound(content: str, system_prompt: str) -> int:
-    # Byte-level tokenizers (GPT, Llama, SmolLM2...) never make more tokens than
-    # there are bytes, so this bounds the prompt without knowing the tokenizer.
-    return len(content.encode()) + len(system_prompt.encode()) + PROMPT_OVERHEAD_TOKENS
+    """At most how many tokens the prompt makes: both texts and the chat
+    template's markers around them."""
+    return token_bound(content) + token_bound(system_prompt) + PROMPT_OVERHEAD_TOKENS
 
 
-def spent(usage: Usage | None, *, unreported_completion: int) -> int:
-    """What a question cost: the tokens the upstream reported, and for an answer
-    whose length it did not report, `unreported_completion` (the deltas
-    delivered, for a stream)."""
-    prompt = usage.prompt_tokens if usage else None
-    completion = usage.completion_tokens if usage else None
-    if completion is None:
-        completion = unreported_completion
-    return (prompt or 0) + completion
+def spent(usage: Usage, *, prompt_estimate: int, answer_estimate: int) -> int:
+    """What a question cost: the tokens the upstream reported, and for a part
+    it did not report (or reported implausibly, askgate.llm.parsing), the
+    estimate given for it."""
+    prompt = usage.prompt_tokens
+    completion = usage.completion_tokens
+    return (prompt_estimate if prompt is None else prompt) + (
+        answer_estimate if completion is None else completion
+    )
 
 
 def next_reset(now: datetime) -> datetime:
