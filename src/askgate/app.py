@@ -14,6 +14,7 @@ from fastapi_offline import FastAPIOffline
 from askgate import __version__
 from askgate.auth.cache import CallerCache
 from askgate.auth.router import router as auth_router
+from askgate.auth.security import limit_concurrent_hashing
 from askgate.config import Settings, ensure_secret_key
 from askgate.db import Database, create_engine
 from askgate.errors import Conflict, install_error_handlers
@@ -81,6 +82,7 @@ async def _ensure_first_admin(settings: Settings, db: Database) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     ensure_secret_key(settings)
+    limit_concurrent_hashing(settings.password_hash_concurrency)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

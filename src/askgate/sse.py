@@ -31,7 +31,9 @@ class EventStreamResponse(Response):
     leaves, so the producer (and the upstream request behind it) stops at once
     instead of at its next write. The producer is always closed (`aclose`), so its
     cleanup runs whether the stream ended, failed or was cut. After each
-    `keep_alive` seconds without an event, a comment line is sent.
+    `keep_alive` seconds without an event, a comment line is sent. `background`
+    runs once the response has ended, however it ended (even before its first
+    event, when the producer's own cleanup never runs).
     """
 
     media_type = "text/event-stream"
@@ -42,16 +44,24 @@ class EventStreamResponse(Response):
         status_code: int = 200,
         headers: dict[str, str] | None = None,
         keep_alive: float | None = None,
+        background: BackgroundTask | None = None,
     ) -> None:
         self.events = events
         self.status_code = status_code
         self.keep_alive = KEEP_ALIVE_INTERVAL if keep_alive is None else keep_alive
-        self.background: BackgroundTask | None = None
+        self.background = background
         self.init_headers(
             {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})}
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._stream(receive, send)
+        finally:
+            if self.background is not None:
+                await self.background()
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
         try:
             with DisconnectWatch(receive) as watch:
                 await send(

@@ -1,13 +1,27 @@
-"""Password hashing (Argon2id, off the event loop) and access/refresh tokens."""
+"""Password hashing (Argon2id, off the event loop) and access/refresh tokens.
 
+Argon2 takes tens of milliseconds of CPU a call: in the event loop it would stall
+every other request, so it runs in worker threads, and in few of them: a pool of
+its own, of one thread per CPU core (at least 2, so that one slow hash does not
+hold up every login; ASKGATE_PASSWORD_HASH_CONCURRENCY overrides it). Hashes
+beyond that wait in the pool's queue, not in running threads, so a burst of
+logins or password changes cannot take the CPU from the event loop (with a
+thread per request, 40 hashing threads would leave it a fortieth of a core);
+and a hash whose request was cancelled while waiting is never computed. The
+pool is the process's: with several workers per machine, lower the setting.
+"""
+
+import asyncio
 import hashlib
+import os
 import secrets
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-import anyio.to_thread
 import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
@@ -26,20 +40,62 @@ _password_hash = PasswordHash((Argon2Hasher(),))
 _DUMMY_HASH = _password_hash.hash(secrets.token_urlsafe(16))
 
 
+T = TypeVar("T")
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # the cores this process may use
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _pool_size(workers: int | None) -> int:
+    return workers if workers is not None else max(2, _cores())
+
+
+def _pool(size: int) -> tuple[ThreadPoolExecutor, int]:
+    return ThreadPoolExecutor(max_workers=size, thread_name_prefix="argon2"), size
+
+
+_hashing, _hashing_size = _pool(_pool_size(None))
+
+
+def limit_concurrent_hashing(workers: int | None) -> None:
+    """Size the hashing pool (module doc): `workers` threads, or the default.
+
+    Hashes already submitted finish in the pool they were given to.
+    """
+    global _hashing, _hashing_size
+    size = _pool_size(workers)
+    if size != _hashing_size:
+        old = _hashing
+        _hashing, _hashing_size = _pool(size)
+        old.shutdown(wait=False)
+
+
+async def _hash_work(function: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_hashing, function, *args)
+
+
+def _hash(password: str) -> str:
+    # Looked up at each call: tests replace the hasher to hold it.
+    return _password_hash.hash(password)
+
+
+def _verify(password: str, password_hash: str) -> bool:
+    return _password_hash.verify(password, password_hash)
+
+
 async def hash_password(password: str) -> str:
-    # Argon2 takes tens of milliseconds of CPU: in the event loop it would stall
-    # every other request, so it runs in a worker thread.
-    return await anyio.to_thread.run_sync(_password_hash.hash, password)
+    return await _hash_work(_hash, password)
 
 
 async def verify_password(password: str, password_hash: str | None) -> bool:
     """Constant-work check; `None` (no such user) verifies against a dummy hash."""
     if password_hash is None:
-        await anyio.to_thread.run_sync(_password_hash.verify, password, _DUMMY_HASH)
+        await _hash_work(_verify, password, _DUMMY_HASH)
         return False
-    return await anyio.to_thread.run_sync(
-        _password_hash.verify, password, password_hash
-    )
+    return await _hash_work(_verify, password, password_hash)
 
 
 def new_refresh_token() -> str:
