@@ -49,32 +49,36 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-def _pool_size(workers: int | None) -> int:
-    return workers if workers is not None else max(2, _cores())
+class _HashingPool:
+    """The threads Argon2 runs in (module doc); calls beyond them wait queued."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._executor: ThreadPoolExecutor | None = None
+        self.resize(None)
+
+    def resize(self, workers: int | None) -> None:
+        """`workers` threads, or one per core (at least 2). Hashes already
+        submitted finish in the threads they were given to."""
+        size = workers if workers is not None else max(2, _cores())
+        if size == self.size:
+            return
+        old, self.size = self._executor, size
+        self._executor = ThreadPoolExecutor(size, thread_name_prefix="argon2")
+        if old is not None:
+            old.shutdown(wait=False)
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
 
 
-def _pool(size: int) -> tuple[ThreadPoolExecutor, int]:
-    return ThreadPoolExecutor(max_workers=size, thread_name_prefix="argon2"), size
-
-
-_hashing, _hashing_size = _pool(_pool_size(None))
+_hashing = _HashingPool()
 
 
 def limit_concurrent_hashing(workers: int | None) -> None:
-    """Size the hashing pool (module doc): `workers` threads, or the default.
-
-    Hashes already submitted finish in the pool they were given to.
-    """
-    global _hashing, _hashing_size
-    size = _pool_size(workers)
-    if size != _hashing_size:
-        old = _hashing
-        _hashing, _hashing_size = _pool(size)
-        old.shutdown(wait=False)
-
-
-async def _hash_work(function: Callable[..., T], *args: Any) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_hashing, function, *args)
+    """ASKGATE_PASSWORD_HASH_CONCURRENCY: the process's hashing threads."""
+    _hashing.resize(workers)
 
 
 def _hash(password: str) -> str:
@@ -87,15 +91,15 @@ def _verify(password: str, password_hash: str) -> bool:
 
 
 async def hash_password(password: str) -> str:
-    return await _hash_work(_hash, password)
+    return await _hashing.run(_hash, password)
 
 
 async def verify_password(password: str, password_hash: str | None) -> bool:
     """Constant-work check; `None` (no such user) verifies against a dummy hash."""
     if password_hash is None:
-        await _hash_work(_verify, password, _DUMMY_HASH)
+        await _hashing.run(_verify, password, _DUMMY_HASH)
         return False
-    return await _hash_work(_verify, password, password_hash)
+    return await _hashing.run(_verify, password, password_hash)
 
 
 def new_refresh_token() -> str:
