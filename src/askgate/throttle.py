@@ -256,17 +256,6 @@ class Throttle:
         with self._store():
             return await self._leases.acquire(key, limit=limit, ttl=ttl)
 
-    async def _give_back(self, action: str, key: str, lease: str | None) -> None:
-        """Release a lease (or clear the key); a failing store is only logged,
-        since the lease expires by itself."""
-        try:
-            if lease is None:
-                await self._leases.clear(key)
-            else:
-                await self._leases.release(key, lease)
-        except LeaseStoreError as exc:
-            logger.error("Rate-limit storage failed to %s: %s", action, exc)
-
     async def begin_login(self, *, username: str, client_ip: str) -> LoginAttempt:
         """Count the attempt against the client's address and the account, or
         refuse it (429) while either is locked out.
@@ -275,7 +264,9 @@ class Throttle:
         each, so of any burst at most the allowed number are verified. A failed
         attempt keeps both counts (see LoginAttempt); a successful one gives the
         address's back, so that an address shared by many honest users is not
-        locked by their logins, and clears the account's failures.
+        locked by their logins, and clears the account's failures. Attempts still
+        being checked count too: an address with more logins in flight at once
+        than its limit is refused the excess until one of them ends.
         """
         ip_key = f"login-ip:{client_ip}"
         ip = await self._acquire(
@@ -289,13 +280,16 @@ class Throttle:
         )
         if account.lease is None:
             # Refused before any check: nothing to count against the address.
-            await self._give_back("refund a login", ip_key, ip.lease)
+            with _best_effort("refund a login"):
+                await self._leases.release(ip_key, ip.lease)
             raise _locked(account)
         return LoginAttempt(ip_key=ip_key, ip_lease=ip.lease, account_key=account_key)
 
     async def login_succeeded(self, attempt: LoginAttempt) -> None:
-        await self._give_back("refund a login", attempt.ip_key, attempt.ip_lease)
-        await self._give_back("clear a login", attempt.account_key, None)
+        with _best_effort("refund a login"):
+            await self._leases.release(attempt.ip_key, attempt.ip_lease)
+        with _best_effort("clear an account's failures"):
+            await self._leases.clear(attempt.account_key)
 
     async def take_question_slot(
         self, user_id: int, rate_limit: RateLimitStatus
@@ -317,7 +311,18 @@ class Throttle:
         return QuestionSlot(key=key, lease=slot.lease)
 
     async def end_question(self, slot: QuestionSlot) -> None:
-        await self._give_back("free a question slot", slot.key, slot.lease)
+        with _best_effort("free a question slot"):
+            await self._leases.release(slot.key, slot.lease)
+
+
+@contextmanager
+def _best_effort(action: str) -> Iterator[None]:
+    """Giving a lease back: a failing store is only logged, never the request's
+    failure, since the lease expires by itself."""
+    try:
+        yield
+    except LeaseStoreError as exc:
+        logger.error("Rate-limit storage failed to %s: %s", action, exc)
 
 
 def _locked(refusal: Acquisition) -> TooManyRequests:
