@@ -163,6 +163,20 @@ async def test_slots_are_freed_however_questions_end(
         assert '"type":"error"' in response.text
 
 
+async def test_questions_refused_by_the_quota_hold_no_slot(
+    settings: Settings, client: httpx.AsyncClient, user_headers: dict[str, str]
+) -> None:
+    settings.daily_token_quota = 1  # read at each question
+    for stream in [True, False] * CAP:
+        refused = await ask(client, user_headers, stream=stream)
+        assert refused.status_code == 429
+        assert "quota" in refused.json()["detail"], refused.text
+
+    settings.daily_token_quota = 0
+    response = await ask(client, user_headers)
+    assert response.status_code == 201, response.text
+
+
 @pytest.fixture
 async def second_instance(settings: Settings) -> AsyncIterator[FastAPI]:
     app = create_app(settings)
