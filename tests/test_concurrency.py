@@ -24,6 +24,8 @@ def _no_rate_limits(settings: Settings) -> None:
     settings.questions_per_minute = UNLIMITED
     settings.login_failures_per_account = UNLIMITED
     settings.login_failures_per_ip = UNLIMITED
+    settings.account_changes_per_hour = UNLIMITED
+    settings.max_concurrent_questions_per_user = UNLIMITED
 
 
 def assert_no_server_error(responses: list[httpx.Response]) -> None:

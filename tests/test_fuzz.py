@@ -245,6 +245,8 @@ def fuzz_app(
             questions_per_minute=UNLIMITED,
             login_failures_per_account=UNLIMITED,
             login_failures_per_ip=UNLIMITED,
+            account_changes_per_hour=UNLIMITED,
+            max_concurrent_questions_per_user=UNLIMITED,
         )
     )
     try:

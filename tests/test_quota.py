@@ -48,8 +48,10 @@ def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     """Every quota test on SQLite and on PostgreSQL, whose row locks (not one
     writer at a time) keep concurrent reservations within the quota there."""
     settings = with_database(settings, request)
-    # Only the quota may refuse a question here, not the per-minute rate limit.
+    # Only the quota may refuse a question here, not the per-minute rate limit
+    # or the cap on one user's questions at once.
     settings.questions_per_minute = 10_000
+    settings.max_concurrent_questions_per_user = 10_000
     return settings
 
 

@@ -259,7 +259,12 @@ async def test_redis_url_with_another_scheme_stops_startup(settings: Settings) -
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("post", "/auth/token"), ("post", "/auth/register"), ("post", "/questions")],
+    [
+        ("post", "/auth/token"),
+        ("post", "/auth/register"),
+        ("post", "/questions"),
+        ("patch", "/users/me"),
+    ],
 )
 def test_limited_routes_document_429(app: FastAPI, method: str, path: str) -> None:
     responses = app.openapi()["paths"][path][method]["responses"]

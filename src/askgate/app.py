@@ -14,6 +14,7 @@ from fastapi_offline import FastAPIOffline
 from askgate import __version__
 from askgate.auth.cache import CallerCache
 from askgate.auth.router import router as auth_router
+from askgate.auth.security import limit_concurrent_hashing
 from askgate.config import Settings, ensure_private_database, ensure_secret_key
 from askgate.db import Database, create_engine
 from askgate.errors import Conflict, install_error_handlers
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     first_admin = admin_from_settings(settings)  # a bad one stops startup here
     ensure_secret_key(settings)
     ensure_private_database(settings)
+    limit_concurrent_hashing(settings.password_hash_concurrency)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

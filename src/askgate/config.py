@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
     questions_per_minute: int = Field(default=30, ge=1)
     registrations_per_hour: int = Field(default=10, ge=1)
+    # Issue 7: PATCH /users/me attempts per user and hour; questions one user may
+    # have answered at once; Argon2 computations at once in this process (None:
+    # one per CPU core, at least 2; see askgate.auth.security).
+    account_changes_per_hour: int = Field(default=10, ge=1)
+    max_concurrent_questions_per_user: int = Field(default=4, ge=1)
+    password_hash_concurrency: int | None = Field(default=None, ge=1)
     daily_token_quota: int = Field(default=0, ge=0)  # 0: unlimited
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     cors_origins: Annotated[list[str], NoDecode] = []

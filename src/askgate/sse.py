@@ -36,6 +36,8 @@ class EventStreamResponse(Response):
     cleanup runs whether the stream ended, failed or was cut. After each
     `keep_alive` seconds without an event, a comment line is sent. A client that
     reads nothing for `send_timeout` seconds is treated as gone (see _SendDeadline).
+    `background` runs once the response has ended, however it ended (even before
+    its first event, when the producer's own cleanup never runs).
     """
 
     media_type = "text/event-stream"
@@ -47,17 +49,25 @@ class EventStreamResponse(Response):
         headers: dict[str, str] | None = None,
         keep_alive: float | None = None,
         send_timeout: float | None = None,
+        background: BackgroundTask | None = None,
     ) -> None:
         self.events = events
         self.send_timeout = send_timeout
         self.status_code = status_code
         self.keep_alive = KEEP_ALIVE_INTERVAL if keep_alive is None else keep_alive
-        self.background: BackgroundTask | None = None
+        self.background = background
         self.init_headers(
             {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})}
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._watched(receive, send)
+        finally:
+            if self.background is not None:
+                await self.background()
+
+    async def _watched(self, receive: Receive, send: Send) -> None:
         try:
             with DisconnectWatch(receive) as watch:
                 if self.send_timeout is None:

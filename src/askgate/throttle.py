@@ -1,13 +1,16 @@
-"""The abuse limiter: login throttling, questions per user, registrations per client
-address. The FastAPI dependencies that apply it live with their features
-(askgate.auth.throttling, askgate.questions.deps); the client's address comes from
-askgate.client_ip.
+"""The abuse limiter: login throttling, questions per user (per minute and at
+once), registrations per client address, account changes per user. The FastAPI
+dependencies that apply it live with their features (askgate.auth.throttling,
+askgate.questions.router); the client's address comes from askgate.client_ip.
 
-The counters live in a `limits` storage: in this process by default (each app has
-its own), or in Redis when ASKGATE_REDIS_URL is set, so that every worker shares
-them. Every limit is a moving window, "at most N events in the last W seconds",
-and every counter that guards a check is taken before the work it guards (one
-atomic step in the storage), so concurrent requests cannot slip past a limit.
+The counters live in this process by default (each app has its own), or in Redis
+when ASKGATE_REDIS_URL is set, so that every worker and instance shares them. The
+rate limits are `limits` moving windows, "at most N events in the last W
+seconds"; the limits that may give a count back (a successful login, a question
+that ended) are leases (askgate.leases). Every counter that guards a check is
+taken before the work it guards (one atomic step in the store), so concurrent
+requests cannot slip past a limit: of a burst of logins, at most the limit get
+their password verified, and the rest are refused without hashing.
 
 When the storage cannot be reached the limited routes answer 503 rather than run
 unlimited: a silent outage of the store must not turn off login throttling.
@@ -31,6 +34,14 @@ from limits.storage import storage_from_string
 
 from askgate.config import Settings
 from askgate.errors import ServiceUnavailable, TooManyRequests
+from askgate.leases import (
+    Acquisition,
+    Leases,
+    LeaseStoreError,
+    MemoryLeases,
+    RedisLeases,
+)
+from askgate.users.names import canonical
 
 if TYPE_CHECKING:
     # Imported only with Redis configured (Throttle.open): the Redis client pulls
@@ -53,6 +64,22 @@ TOO_MANY_REGISTRATIONS = (
     "Too many registrations from this address: at most {limit} per hour. "
     "Try again in {seconds} seconds."
 )
+TOO_MANY_ACCOUNT_CHANGES = (
+    "Too many account changes: at most {limit} per hour. "
+    "Try again in {seconds} seconds."
+)
+TOO_MANY_AT_ONCE = (
+    "Too many questions at once: at most {limit} of yours can be answered at the "
+    "same time. Try again when one has ended."
+)
+
+# A question holds one of its user's slots until it ends, however it ends; the
+# lease is only a safety net for a process that died holding it. An hour bounds
+# any question's life (the upstream's read timeout ends a silent one long
+# before); a stream still running after that stops counting against the cap.
+QUESTION_SLOT_SECONDS = 60 * 60
+# Slots free up as questions end, within seconds, not when leases expire.
+QUESTION_SLOT_RETRY_AFTER = 5
 
 RATE_LIMIT_HEADERS: dict[str, dict[str, Any]] = {
     "X-RateLimit-Limit": {
@@ -88,8 +115,30 @@ class RateLimitStatus:
 
 
 def _account_key(username: str) -> str:
-    # Usernames are unique ignoring case. Hashed: no raw input in storage keys.
-    return hashlib.sha256(username.lower().encode("utf-8", "replace")).hexdigest()
+    # One key per account whatever the spelling ("Bob", "ＢＯＢ"): the canonical
+    # form that usernames are unique in. Hashed: no raw input in storage keys.
+    name = canonical(username)
+    return (
+        "login-account:" + hashlib.sha256(name.encode("utf-8", "replace")).hexdigest()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """The leases one login attempt took before its password was verified. A
+    failure keeps them: they are its record until the window has passed."""
+
+    ip_key: str
+    ip_lease: str
+    account_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionSlot:
+    """One of a user's concurrent question slots, held until the question ends."""
+
+    key: str
+    lease: str
 
 
 class Throttle:
@@ -99,29 +148,31 @@ class Throttle:
         self,
         settings: Settings,
         storage: Storage,
+        leases: Leases,
         pool: "coredis.ConnectionPool | None" = None,
     ) -> None:
         self._storage = storage
+        self._leases = leases
         self._pool = pool
         self._limiter = MovingWindowRateLimiter(storage)
-        window = settings.login_failure_window_seconds
-        self.login_per_account = RateLimitItemPerSecond(
-            settings.login_failures_per_account, window, namespace="login-account"
-        )
-        self.login_per_ip = RateLimitItemPerSecond(
-            settings.login_failures_per_ip, window, namespace="login-ip"
-        )
+        self._login_window = settings.login_failure_window_seconds
+        self._failures_per_account = settings.login_failures_per_account
+        self._failures_per_ip = settings.login_failures_per_ip
+        self._slots_per_user = settings.max_concurrent_questions_per_user
         self.questions = RateLimitItemPerSecond(
             settings.questions_per_minute, 60, namespace="questions"
         )
         self.registrations = RateLimitItemPerSecond(
             settings.registrations_per_hour, 3600, namespace="register"
         )
+        self.account_changes = RateLimitItemPerSecond(
+            settings.account_changes_per_hour, 3600, namespace="account-changes"
+        )
 
     @classmethod
     async def open(cls, settings: Settings) -> "Throttle":
         if settings.redis_url is None:
-            return cls(settings, _storage("async+memory://"))
+            return cls(settings, _storage("async+memory://"), MemoryLeases())
         url = settings.redis_url
         if not url.startswith(REDIS_SCHEMES):
             raise ValueError(
@@ -138,7 +189,8 @@ class Throttle:
         storage = _storage(
             "async+redis://", connection_pool=pool, key_prefix=REDIS_KEY_PREFIX
         )
-        throttle = cls(settings, storage, pool)
+        leases = RedisLeases(coredis.Redis(connection_pool=pool), REDIS_KEY_PREFIX)
+        throttle = cls(settings, storage, leases, pool)
         if not await storage.check():
             # Not fatal: Redis may come up after askgate; limited routes answer
             # 503 until it does.
@@ -154,7 +206,7 @@ class Throttle:
     def _store(self) -> Iterator[None]:
         try:
             yield
-        except StorageError as exc:
+        except (StorageError, LeaseStoreError) as exc:
             logger.error("Rate-limit storage failed: %s", exc)
             raise ServiceUnavailable(STORE_DOWN) from None
 
@@ -191,34 +243,93 @@ class Throttle:
         if not allowed:
             await self._refuse(self.registrations, client_ip, TOO_MANY_REGISTRATIONS)
 
-    async def begin_login(self, *, username: str, client_ip: str) -> None:
-        """Refuse (429) while the IP or the account is locked out.
+    async def count_account_change(self, user_id: int) -> None:
+        # Every attempt counts, refused ones too: this caps probing which emails
+        # and usernames are taken, and guessing the current password.
+        key = str(user_id)
+        with self._store():
+            allowed = await self._limiter.hit(self.account_changes, key)
+        if not allowed:
+            await self._refuse(self.account_changes, key, TOO_MANY_ACCOUNT_CHANGES)
 
-        The account's counter is taken here, before the password is checked, so
-        of concurrent guesses at one account at most the allowed number are
-        checked; a success clears it. The IP's counter is only checked here and
-        counts failures (an address shared by many honest users must not be
-        locked by their logins), so concurrent guesses at different accounts can
-        overshoot it by the attempts in flight.
+    async def _acquire(self, key: str, *, limit: int, ttl: float) -> Acquisition:
+        with self._store():
+            return await self._leases.acquire(key, limit=limit, ttl=ttl)
+
+    async def begin_login(self, *, username: str, client_ip: str) -> LoginAttempt:
+        """Count the attempt against the client's address and the account, or
+        refuse it (429) while either is locked out.
+
+        Both are counted before the password is checked, in one atomic step
+        each, so of any burst at most the allowed number are verified. A failed
+        attempt keeps both counts (see LoginAttempt); a successful one gives the
+        address's back, so that an address shared by many honest users is not
+        locked by their logins, and clears the account's failures. Attempts still
+        being checked count too: an address with more logins in flight at once
+        than its limit is refused the excess until one of them ends.
         """
-        account = _account_key(username)
-        with self._store():
-            ip_allowed = await self._limiter.test(self.login_per_ip, client_ip)
-        if not ip_allowed:
-            await self._refuse(self.login_per_ip, client_ip, LOGIN_LOCKED)
-        with self._store():
-            account_allowed = await self._limiter.hit(self.login_per_account, account)
-        if not account_allowed:
-            await self._refuse(self.login_per_account, account, LOGIN_LOCKED)
+        ip_key = f"login-ip:{client_ip}"
+        ip = await self._acquire(
+            ip_key, limit=self._failures_per_ip, ttl=self._login_window
+        )
+        if ip.lease is None:
+            raise _locked(ip)
+        account_key = _account_key(username)
+        account = await self._acquire(
+            account_key, limit=self._failures_per_account, ttl=self._login_window
+        )
+        if account.lease is None:
+            # Refused before any check: nothing to count against the address.
+            with _best_effort("refund a login"):
+                await self._leases.release(ip_key, ip.lease)
+            raise _locked(account)
+        return LoginAttempt(ip_key=ip_key, ip_lease=ip.lease, account_key=account_key)
 
-    async def login_failed(self, *, client_ip: str) -> None:
-        # The account's failure was counted by `begin_login`.
-        with self._store():
-            await self._limiter.hit(self.login_per_ip, client_ip)
+    async def login_succeeded(self, attempt: LoginAttempt) -> None:
+        with _best_effort("refund a login"):
+            await self._leases.release(attempt.ip_key, attempt.ip_lease)
+        with _best_effort("clear an account's failures"):
+            await self._leases.clear(attempt.account_key)
 
-    async def login_succeeded(self, *, username: str) -> None:
-        with self._store():
-            await self._limiter.clear(self.login_per_account, _account_key(username))
+    async def take_question_slot(
+        self, user_id: int, rate_limit: RateLimitStatus
+    ) -> QuestionSlot:
+        """One of the user's ASKGATE_MAX_CONCURRENT_QUESTIONS_PER_USER slots, or
+        429; the caller gives it back with `end_question` however it ends."""
+        key = f"questions-in-flight:{user_id}"
+        slot = await self._acquire(
+            key, limit=self._slots_per_user, ttl=QUESTION_SLOT_SECONDS
+        )
+        if slot.lease is None:
+            raise TooManyRequests(
+                TOO_MANY_AT_ONCE.format(limit=self._slots_per_user),
+                headers={
+                    "Retry-After": str(QUESTION_SLOT_RETRY_AFTER),
+                    **rate_limit.headers(),
+                },
+            )
+        return QuestionSlot(key=key, lease=slot.lease)
+
+    async def end_question(self, slot: QuestionSlot) -> None:
+        with _best_effort("free a question slot"):
+            await self._leases.release(slot.key, slot.lease)
+
+
+@contextmanager
+def _best_effort(action: str) -> Iterator[None]:
+    """Giving a lease back: a failing store is only logged, never the request's
+    failure, since the lease expires by itself."""
+    try:
+        yield
+    except LeaseStoreError as exc:
+        logger.error("Rate-limit storage failed to %s: %s", action, exc)
+
+
+def _locked(refusal: Acquisition) -> TooManyRequests:
+    seconds = refusal.retry_after()
+    return TooManyRequests(
+        LOGIN_LOCKED.format(seconds=seconds), headers={"Retry-After": str(seconds)}
+    )
 
 
 def _storage(uri: str, **options: Any) -> Storage:

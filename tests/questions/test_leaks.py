@@ -31,7 +31,14 @@ SETTLE_SECONDS = 5.0  # a deadline that keeps a failure from hanging, not a spee
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"questions_per_minute": 10_000})
+    # One user drops every stream: no per-user limit may refuse them (a dropped
+    # stream's slot frees up just after its connection closes).
+    return settings.model_copy(
+        update={
+            "questions_per_minute": 10_000,
+            "max_concurrent_questions_per_user": 10_000,
+        }
+    )
 
 
 async def _drop_stream(

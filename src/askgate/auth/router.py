@@ -55,7 +55,10 @@ async def register(data: UserCreate, db: DatabaseDep) -> UserRead:
         "minutes), or `ASKGATE_LOGIN_FAILURES_PER_IP` (default 30) from one client "
         "address, attempts answer 429 with `Retry-After`, even with the right "
         "password, until the window has passed. A successful login clears the "
-        "username's failures."
+        "username's failures. Attempts are counted before the password is "
+        "checked, so attempts still being checked count too: of a burst, at most "
+        "the limits are checked and the rest answer 429 at once. A wrong "
+        "`current_password` in `PATCH /users/me` counts as a failed login."
     ),
     responses=error_responses(400, 401, 429),
     dependencies=[NoStore],

@@ -1,13 +1,27 @@
-"""Password hashing (Argon2id, off the event loop) and access/refresh tokens."""
+"""Password hashing (Argon2id, off the event loop) and access/refresh tokens.
 
+Argon2 takes tens of milliseconds of CPU a call: in the event loop it would stall
+every other request, so it runs in worker threads, and in few of them: a pool of
+its own, of one thread per CPU core (at least 2, so that one slow hash does not
+hold up every login; ASKGATE_PASSWORD_HASH_CONCURRENCY overrides it). Hashes
+beyond that wait in the pool's queue, not in running threads, so a burst of
+logins or password changes cannot take the CPU from the event loop (with a
+thread per request, 40 hashing threads would leave it a fortieth of a core);
+and a hash whose request was cancelled while waiting is never computed. The
+pool is the process's: with several workers per machine, lower the setting.
+"""
+
+import asyncio
 import hashlib
+import os
 import secrets
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-import anyio.to_thread
 import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
@@ -26,20 +40,66 @@ _password_hash = PasswordHash((Argon2Hasher(),))
 _DUMMY_HASH = _password_hash.hash(secrets.token_urlsafe(16))
 
 
+T = TypeVar("T")
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # the cores this process may use
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+class _HashingPool:
+    """The threads Argon2 runs in (module doc); calls beyond them wait queued."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._executor: ThreadPoolExecutor | None = None
+        self.resize(None)
+
+    def resize(self, workers: int | None) -> None:
+        """`workers` threads, or one per core (at least 2). Hashes already
+        submitted finish in the threads they were given to."""
+        size = workers if workers is not None else max(2, _cores())
+        if size == self.size:
+            return
+        old, self.size = self._executor, size
+        self._executor = ThreadPoolExecutor(size, thread_name_prefix="argon2")
+        if old is not None:
+            old.shutdown(wait=False)
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
+
+
+_hashing = _HashingPool()
+
+
+def limit_concurrent_hashing(workers: int | None) -> None:
+    """ASKGATE_PASSWORD_HASH_CONCURRENCY: the process's hashing threads."""
+    _hashing.resize(workers)
+
+
+def _hash(password: str) -> str:
+    # Looked up at each call: tests replace the hasher to hold it.
+    return _password_hash.hash(password)
+
+
+def _verify(password: str, password_hash: str) -> bool:
+    return _password_hash.verify(password, password_hash)
+
+
 async def hash_password(password: str) -> str:
-    # Argon2 takes tens of milliseconds of CPU: in the event loop it would stall
-    # every other request, so it runs in a worker thread.
-    return await anyio.to_thread.run_sync(_password_hash.hash, password)
+    return await _hashing.run(_hash, password)
 
 
 async def verify_password(password: str, password_hash: str | None) -> bool:
     """Constant-work check; `None` (no such user) verifies against a dummy hash."""
     if password_hash is None:
-        await anyio.to_thread.run_sync(_password_hash.verify, password, _DUMMY_HASH)
+        await _hashing.run(_verify, password, _DUMMY_HASH)
         return False
-    return await anyio.to_thread.run_sync(
-        _password_hash.verify, password, password_hash
-    )
+    return await _hashing.run(_verify, password, password_hash)
 
 
 def new_refresh_token() -> str:

@@ -44,16 +44,17 @@ async def authenticate(
 
     The password is verified in all three cases, so they also take the same time,
     and all three count as a failure for the name as typed: a lockout (429, before
-    anything is looked up) does not tell whether the account exists either.
+    anything is looked up) does not tell whether the account exists either. The
+    attempt is counted before the check (askgate.throttle.Throttle.begin_login),
+    so a burst gets at most the limits verified and the rest 429 unhashed.
     """
-    await guard.begin(username)
+    attempt = await guard.begin(username)
     async with db.read() as session:
         user = await find_by_username(session=session, username=username)
     valid = await verify_password(password, user.password_hash if user else None)
     if user is None or not valid or not user.is_active:
-        await guard.failed()
-        raise NotAuthenticated(BAD_CREDENTIALS)
-    await guard.succeeded(username)
+        raise NotAuthenticated(BAD_CREDENTIALS)  # the attempt stays counted
+    await guard.succeeded(attempt)
     return user
 
 

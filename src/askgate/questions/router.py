@@ -1,6 +1,7 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
+from starlette.background import BackgroundTask
 
 from askgate.auth.deps import AdminUser, CurrentUser
 from askgate.db import SessionDep
@@ -79,7 +80,12 @@ _ASK_RESPONSES: dict[int | str, dict[str, Any]] = {
         "Each question first reserves its `max_tokens` plus its length from the "
         "user's daily token quota (`GET /users/me/usage`); over quota it answers 429 "
         "with `Retry-After` (seconds until 00:00 UTC). When the upstream's circuit "
-        "is open or no slot frees up in time, it answers 503 with `Retry-After`."
+        "is open or no slot frees up in time, it answers 503 with `Retry-After`.\n\n"
+        "Each user may have `ASKGATE_MAX_CONCURRENT_QUESTIONS_PER_USER` (default "
+        "4) questions being answered at once, streams included, across every "
+        "worker and instance sharing `ASKGATE_REDIS_URL`; one more answers 429 "
+        "with `Retry-After`, and a slot frees up as soon as a question ends "
+        "(answered, failed or cancelled)."
     ),
     responses=_ASK_RESPONSES,
 )
@@ -92,34 +98,45 @@ async def ask(
     # than through dependencies: FastAPI spends ~15 us solving each one, on the
     # busiest route.
     runtime: Runtime = request.app.state.runtime
-    rate_limit = await runtime.limiter.count_question(user.id)
+    limiter = runtime.limiter
+    rate_limit = await limiter.count_question(user.id)
     if runtime.llm is None:
         raise UpstreamUnavailable("No LLM upstream is configured")
-    if data.stream:
-        return EventStreamResponse(
-            await service.ask_streaming(
+    # Held until the question ends, however it ends: by the stream's response
+    # once it is returned, by this handler until then.
+    slot = await limiter.take_question_slot(user.id, rate_limit)
+    handed_over = False
+    try:
+        if data.stream:
+            events = await service.ask_streaming(
                 ledger=runtime.ledger,
                 llm=runtime.llm,
                 settings=runtime.settings,
                 caller=user,
                 data=data,
-            ),
-            headers=rate_limit.headers(),
-            # A client that reads nothing for that long is treated as gone:
-            # the patience askgate has with a silent upstream.
-            send_timeout=runtime.settings.llm_read_timeout,
+            )
+            handed_over = True
+            return EventStreamResponse(
+                events,
+                headers=rate_limit.headers(),
+                # A client that reads nothing for that long is treated as gone:
+                # the patience askgate has with a silent upstream.
+                send_timeout=runtime.settings.llm_read_timeout,
+                background=BackgroundTask(limiter.end_question, slot),
+            )
+        work = service.ask(
+            ledger=runtime.ledger,
+            llm=runtime.llm,
+            settings=runtime.settings,
+            caller=user,
+            data=data,
         )
-    work = service.ask(
-        ledger=runtime.ledger,
-        llm=runtime.llm,
-        settings=runtime.settings,
-        caller=user,
-        data=data,
-    )
-    try:
         question = await unless_disconnected(request, work)
     except ClientDisconnected:  # stored as cancelled by the service
         return Response(status_code=CLIENT_CLOSED_REQUEST)
+    finally:
+        if not handed_over:
+            await limiter.end_question(slot)
     return Response(
         question.model_dump_json(),
         status_code=status.HTTP_201_CREATED,

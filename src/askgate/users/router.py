@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from askgate.auth.deps import AdminUser, CurrentUser
+from askgate.auth.throttling import AccountChangeRateLimit, LoginThrottle
 from askgate.db import DatabaseDep, SessionDep
 from askgate.errors import Conflict, error_responses
 from askgate.quota import service as quota_service
@@ -64,12 +65,21 @@ async def my_usage(
     description=(
         "Changes the username, the email (`null` removes it) or the password. "
         "A new password needs `current_password` and ends every login of the "
-        "account, this one included: log in again afterwards."
+        "account, this one included: log in again afterwards.\n\n"
+        "Each user may attempt `ASKGATE_ACCOUNT_CHANGES_PER_HOUR` (default 10) "
+        "changes per hour, refused ones included; more answer 429 with "
+        "`Retry-After`. Checking `current_password` counts as a login attempt "
+        "for the account: a wrong one is a failed login (the same lockout as "
+        "`POST /auth/token`, per account and per client address), and while "
+        "either is locked out the change answers 429 with `Retry-After`."
     ),
-    responses=error_responses(400, 401, 409),
+    responses=error_responses(400, 401, 409, 429),
+    dependencies=[AccountChangeRateLimit],
 )
-async def update_me(data: UserUpdateMe, user: CurrentUser, db: DatabaseDep) -> UserRead:
-    updated = await service.update_me(db=db, user_id=user.id, data=data)
+async def update_me(
+    data: UserUpdateMe, user: CurrentUser, db: DatabaseDep, guard: LoginThrottle
+) -> UserRead:
+    updated = await service.update_me(db=db, guard=guard, user_id=user.id, data=data)
     return UserRead.model_validate(updated)
 
 

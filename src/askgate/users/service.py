@@ -9,7 +9,10 @@ connection; they open their own short sessions:
   open, then a write transaction that checks again and inserts.
 - update_me: with a new password, a read of the current hash, its check and the new
   hash with no session open, then a write transaction that refuses (409) if the
-  hash changed meanwhile; without one, the write transaction alone.
+  hash changed meanwhile; without one, the write transaction alone. Checking the
+  current password is a login attempt for the account (askgate.throttle): counted
+  against the account and the client's address before the check, so a stolen
+  access token cannot guess the password faster than a login could.
 - ensure_admin: a read (is there an admin yet?), the hash only if there is none,
   then a write transaction that checks again and inserts.
 
@@ -32,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from askgate.auth.models import AuthSession
 from askgate.auth.security import hash_password, verify_password
+from askgate.auth.throttling import LoginGuard
 from askgate.db import Database, utcnow
 from askgate.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from askgate.users.models import Role, User
@@ -45,6 +49,7 @@ LAST_ADMIN = (
     "This is the last active admin: it cannot be demoted, deactivated or deleted "
     "until another admin exists"
 )
+WRONG_CURRENT_PASSWORD = "current_password is incorrect"
 PASSWORD_CHANGED_MEANWHILE = (
     "The password was changed by another request meanwhile; log in again with "
     "the new password"
@@ -197,7 +202,9 @@ async def revoke_sessions(*, session: AsyncSession, user_id: int) -> None:
     )
 
 
-async def update_me(*, db: Database, user_id: int, data: UserUpdateMe) -> User:
+async def update_me(
+    *, db: Database, guard: LoginGuard, user_id: int, data: UserUpdateMe
+) -> User:
     """Change one's own account; a new password ends every login (module doc)."""
     fields = data.model_fields_set
     password_change = None
@@ -206,6 +213,7 @@ async def update_me(*, db: Database, user_id: int, data: UserUpdateMe) -> User:
             raise InvalidInput("current_password is required to change the password")
         password_change = await _check_and_hash(
             db=db,
+            guard=guard,
             user_id=user_id,
             current_password=data.current_password,
             new_password=data.password,
@@ -232,14 +240,25 @@ async def update_me(*, db: Database, user_id: int, data: UserUpdateMe) -> User:
 
 
 async def _check_and_hash(
-    *, db: Database, user_id: int, current_password: str, new_password: str
+    *,
+    db: Database,
+    guard: LoginGuard,
+    user_id: int,
+    current_password: str,
+    new_password: str,
 ) -> tuple[str, str]:
-    """(the hash the current password was checked against, the new hash)."""
+    """(the hash the current password was checked against, the new hash).
+
+    The check is a login attempt for the account (module doc): 429 while the
+    account or the address is locked out; a wrong password stays counted.
+    """
     async with db.read() as session:
-        checked_hash = (await get_user(session=session, user_id=user_id)).password_hash
-    if not await verify_password(current_password, checked_hash):
-        raise InvalidInput("current_password is incorrect")
-    return checked_hash, await hash_password(new_password)
+        user = await get_user(session=session, user_id=user_id)
+    attempt = await guard.begin(user.username)
+    if not await verify_password(current_password, user.password_hash):
+        raise InvalidInput(WRONG_CURRENT_PASSWORD)
+    await guard.succeeded(attempt)
+    return user.password_hash, await hash_password(new_password)
 
 
 async def _apply_names(
