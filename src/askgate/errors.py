@@ -35,6 +35,9 @@ class PermissionDenied(DomainError):
     pass
 
 
+ADMIN_REQUIRED = "Administrator role required"
+
+
 class NotFound(DomainError):
     pass
 

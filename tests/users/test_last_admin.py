@@ -16,9 +16,10 @@ from sqlalchemy import event, func, select, update
 
 from askgate.config import Settings
 from askgate.db import Database
+from askgate.errors import ADMIN_REQUIRED
 from askgate.questions.models import Question
 from askgate.users.models import Role, User
-from askgate.users.service import ADMIN_REQUIRED, LAST_ADMIN
+from askgate.users.service import LAST_ADMIN
 from tests.factories import Account, auth_headers, create_user
 from tests.postgres_server import (
     BACKENDS,

@@ -7,9 +7,8 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from askgate.auth.cache import Caller, CallerCache
-from askgate.errors import NotAuthenticated, PermissionDenied
+from askgate.errors import ADMIN_REQUIRED, NotAuthenticated, PermissionDenied
 from askgate.users.models import Role
-from askgate.users.service import ADMIN_REQUIRED
 
 # auto_error=False: a missing token gets askgate's own 401 body and header.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)

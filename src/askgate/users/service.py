@@ -37,14 +37,19 @@ from askgate.auth.models import AuthSession
 from askgate.auth.security import hash_password, verify_password
 from askgate.auth.throttling import LoginGuard
 from askgate.db import Database, utcnow
-from askgate.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from askgate.errors import (
+    ADMIN_REQUIRED,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 from askgate.users.models import Role, User
 from askgate.users.names import canonical
 from askgate.users.schemas import AdminUserUpdate, UserUpdateMe
 
 USERNAME_TAKEN = "This username is already taken"
 EMAIL_TAKEN = "This email address is already registered"
-ADMIN_REQUIRED = "Administrator role required"
 LAST_ADMIN = (
     "This is the last active admin: it cannot be demoted, deactivated or deleted "
     "until another admin exists"
