@@ -19,7 +19,7 @@ SECRET = "sk-file-secret-0123456789"
 ENV_SECRET = "sk-env-secret-0123456789"
 
 
-def entry(name: str = "fast", **fields: Any) -> dict[str, Any]:
+def entry(name: str | None = "fast", **fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "name": name,
         "base_url": "https://api.example.com/v1",
