@@ -15,6 +15,7 @@ from askgate.questions import service
 from askgate.questions.deps import OwnedQuestion
 from askgate.questions.schemas import QuestionCreate, QuestionRead
 from askgate.runtime import Runtime, RuntimeDep
+from askgate.schemas import ErrorDetail
 from askgate.sse import EventStreamResponse
 from askgate.throttle import RATE_LIMIT_HEADERS
 from askgate.users import service as users_service
@@ -54,6 +55,9 @@ _ASK_RESPONSES: dict[int | str, dict[str, Any]] = {
         "headers": RATE_LIMIT_HEADERS,
     },
     **error_responses(400, 401, 404, 502, 503, 504),
+    # The body limit (ASKGATE_MAX_BODY_BYTES) can be below the longest question
+    # the schema allows, once escaped as JSON.
+    413: {"model": ErrorDetail, "description": "The request body is too large"},
     429: {
         **_RATE_LIMITED,
         "headers": {**_RATE_LIMITED["headers"], **RATE_LIMIT_HEADERS},
