@@ -281,10 +281,6 @@ class ResilientClient:
         """The primary's model: what a question that reached none is stored with."""
         return self.upstreams[0].client.model
 
-    @property
-    def circuit(self) -> CircuitState:
-        return self.upstreams[0].breaker.state
-
     async def complete(self, params: ChatParams) -> Completion:
         errors: list[UpstreamError] = []
         for upstream in self.upstreams:
