@@ -1,6 +1,7 @@
 """Several models: questions routed by `model` to each model's upstream, each
 with its own circuit breaker and fallbacks, and the model's name stored."""
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -78,6 +79,8 @@ def settings(
             ),
             "llm_max_retries": 0,
             "llm_breaker_failures": 2,
+            "llm_max_concurrency": 1,
+            "llm_queue_timeout": 0.2,
             "questions_per_minute": 10_000,
         }
     )
@@ -209,6 +212,30 @@ async def test_one_models_open_circuit_leaves_the_other_answering(
         {"model": "alpha", "circuit": "closed", "in_flight": 0},
         {"model": "beta", "circuit": "open", "in_flight": 0},
     ]
+
+
+async def test_a_busy_model_leaves_the_others_slots_free(
+    client: httpx.AsyncClient,
+    user_headers: dict[str, str],
+    fake_upstream: FakeUpstream,
+    second_upstream: FakeUpstream,
+) -> None:
+    """llm_max_concurrency (1 here) counts per model: beta's one question in
+    flight turns the next beta question away, not an alpha one."""
+    second_upstream.gate = asyncio.Event()
+    held = asyncio.create_task(ask(client, user_headers, model="beta"))
+    while not second_upstream.requests:
+        await asyncio.sleep(0.01)
+
+    alpha = await ask(client, user_headers, model="alpha")
+    beta = await ask(client, user_headers, model="beta")
+    second_upstream.gate.set()
+
+    assert alpha.status_code == 201, alpha.text
+    assert beta.status_code == 503, beta.text
+    assert "Too many questions in flight" in beta.json()["detail"]
+    assert (await held).status_code == 201
+    assert len(fake_upstream.requests) == len(second_upstream.requests) == 1
 
 
 async def test_a_model_falls_back_to_its_own_fallbacks_only(
