@@ -8,7 +8,8 @@ adds that Retry-After header to every error status; `gate`, when set, holds each
 request until it is set; `first_chunk_delay` makes a stream wait that long after
 its headers before its first chunk, as a model slow to start does; `usage`, when
 set, replaces the reported usage (None: no usage at all, as many upstreams
-send); `stall_after` is how many pieces `stall_stream` sends first. It records
+send); `stall_after` is how many pieces `stall_stream` sends first; `model` is
+the model it says answered. It records
 every request, counts requests in flight, and notices when a client drops a stream.
 """
 
@@ -56,6 +57,7 @@ def _answer(content: str, mode: str) -> str:
 class FakeUpstream:
     def __init__(self) -> None:
         self.mode = "ok"
+        self.model = MODEL  # the model it reports answering with
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.stream_closed_by_client = asyncio.Event()
@@ -175,7 +177,7 @@ class FakeUpstream:
         body = {
             "id": "chatcmpl-1",
             "object": "chat.completion",
-            "model": MODEL,
+            "model": self.model,
             "choices": [
                 {
                     "index": 0,
@@ -216,7 +218,7 @@ class FakeUpstream:
             return {
                 "id": "chatcmpl-1",
                 "object": "chat.completion.chunk",
-                "model": MODEL,
+                "model": self.model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             }
 
@@ -256,7 +258,7 @@ class FakeUpstream:
                     {
                         "id": "chatcmpl-1",
                         "object": "chat.completion.chunk",
-                        "model": MODEL,
+                        "model": self.model,
                         "choices": [],
                         "usage": usage,
                     }

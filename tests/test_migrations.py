@@ -250,3 +250,73 @@ def test_a_canonical_collision_stops_the_upgrade_and_names_the_accounts(
         ("carol",),
         ("dave",),
     ]
+
+
+# --- 20261203_question_models: the upstream's model beside the model's name ---
+
+BEFORE_QUESTION_MODELS = "20261202_canonical_names"
+QUESTION_MODELS = "20261203_question_models"
+_INSERT_QUESTION = (
+    "INSERT INTO questions (user_id, content, model, status, latency_ms, created_at) "
+    "VALUES (1, 'q', :model, :status, 1, CURRENT_TIMESTAMP)"
+)
+_INSERT_ANSWERED_BY = (
+    "INSERT INTO questions (user_id, content, model, upstream_model, status, "
+    "latency_ms, created_at) VALUES (1, 'q', :model, :upstream_model, :status, 1, "
+    "CURRENT_TIMESTAMP)"
+)
+
+
+def _rows(url: str, statement: str) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in _sql(url, statement)]
+
+
+def test_question_models_keep_existing_names_both_ways(blank_url: str) -> None:
+    migrate.upgrade(blank_url, BEFORE_QUESTION_MODELS)
+    _sql(
+        blank_url,
+        "INSERT INTO users (id, username, username_canonical, password_hash, role, "
+        "is_active, created_at, updated_at) VALUES (1, 'a', 'a', 'x', 'user', true, "
+        "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+    )
+    _sql(
+        blank_url,
+        _INSERT_QUESTION,
+        [
+            {"model": "upstream-1", "status": status}
+            for status in ("answered", "failed", "cancelled")
+        ],
+    )
+
+    migrate.upgrade(blank_url, QUESTION_MODELS)
+
+    # Only an answered question says that an upstream answered it.
+    assert _rows(
+        blank_url, "SELECT model, upstream_model, status FROM questions ORDER BY id"
+    ) == [
+        ("upstream-1", "upstream-1", "answered"),
+        ("upstream-1", None, "failed"),
+        ("upstream-1", None, "cancelled"),
+    ]
+    _sql(
+        blank_url,
+        _INSERT_ANSWERED_BY,
+        [
+            {"model": "fast", "upstream_model": "upstream-2", "status": "answered"},
+            {"model": "fast", "upstream_model": None, "status": "failed"},
+        ],
+    )
+
+    migrate.downgrade(blank_url, BEFORE_QUESTION_MODELS)
+
+    # As before the revision: the upstream's name where one answered.
+    assert _rows(blank_url, "SELECT model FROM questions ORDER BY id") == [
+        ("upstream-1",),
+        ("upstream-1",),
+        ("upstream-1",),
+        ("upstream-2",),
+        ("fast",),
+    ]
+    migrate.upgrade(blank_url, QUESTION_MODELS)
+    again = _rows(blank_url, "SELECT upstream_model FROM questions ORDER BY id")
+    assert again == [("upstream-1",), (None,), (None,), ("upstream-2",), (None,)]

@@ -1,5 +1,5 @@
 """The FastAPI application: create_app() and the lifespan that owns long-lived
-objects (engine, sessionmakers, the single aiohttp session, the LLM client)."""
+objects (engine, sessionmakers, the single aiohttp session, the models)."""
 
 import gc
 import logging
@@ -19,7 +19,8 @@ from askgate.config import Settings, ensure_private_database, ensure_secret_key
 from askgate.db import Database, create_engine
 from askgate.errors import Conflict, install_error_handlers
 from askgate.health import router as health_router
-from askgate.llm.resilience import ResilientClient, build_client
+from askgate.llm.models_file import ModelEntry, load_models_file
+from askgate.llm.registry import ModelRegistry, build_registry
 from askgate.middleware import (
     EXPOSED_HEADERS,
     REQUEST_ID_HEADER,
@@ -51,13 +52,15 @@ A self-hosted, multi-user, ChatGPT-style API in front of any OpenAI-compatible L
 """
 
 
-def _llm_client(
-    settings: Settings, http: aiohttp.ClientSession
-) -> ResilientClient | None:
-    if settings.llm_base_url is None or settings.llm_model is None:
+def _models(
+    settings: Settings,
+    http: aiohttp.ClientSession,
+    entries: list[ModelEntry] | None,
+) -> ModelRegistry | None:
+    models = build_registry(settings, http, entries)
+    if models is None:
         logger.warning("No LLM upstream configured: questions will answer 503")
-        return None
-    return build_client(settings, http)
+    return models
 
 
 async def _ensure_first_admin(first: AdminUserCreate | None, db: Database) -> None:
@@ -81,6 +84,8 @@ async def _ensure_first_admin(first: AdminUserCreate | None, db: Database) -> No
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     first_admin = admin_from_settings(settings)  # a bad one stops startup here
+    # Read once; an invalid file stops startup too, naming the entry and field.
+    entries = load_models_file(settings.models_file) if settings.models_file else None
     ensure_secret_key(settings)
     ensure_private_database(settings)
     limit_concurrent_hashing(settings.password_hash_concurrency)
@@ -105,7 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings=settings,
                 db=db,
                 http=http,
-                llm=_llm_client(settings, http),
+                models=_models(settings, http, entries),
                 limiter=limiter,
                 callers=callers,
                 ledger=ledger,

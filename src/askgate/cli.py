@@ -27,6 +27,7 @@ from askgate.llm.local import (
     LocalModelServer,
     bundled_model_path,
 )
+from askgate.llm.models_file import ModelsFileError, load_models_file
 from askgate.logconfig import logging_config
 from askgate.users.models import Role
 from askgate.users.schemas import AdminUserCreate, admin_from_settings
@@ -79,10 +80,15 @@ def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     settings = load_settings()
+    if settings.models_file is not None:
+        try:  # checked before anything starts (and again by each worker's app)
+            load_models_file(settings.models_file)
+        except ModelsFileError as exc:
+            raise CommandError(str(exc)) from None
     if not migrate.upgrade_in_child(settings.sqlalchemy_url):
         raise CommandError("the database migration failed (see above)")
     local: LocalModelServer | None = None
-    if settings.llm_base_url is None:
+    if settings.llm_base_url is None and settings.models_file is None:
         try:
             ensure_data_dir(settings)  # for the model server's log
         except ValueError as exc:
@@ -194,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="migrate the database, then serve the API",
         description="Runs the migrations, starts the bundled model unless "
-        "ASKGATE_LLM_BASE_URL is set, and serves the API.",
+        "ASKGATE_MODELS_FILE or ASKGATE_LLM_BASE_URL is set, and serves the API.",
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     access_token_expire_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_expire_days: int = Field(default=7, ge=1, le=365)
 
+    # Issue 8: the models askgate offers (askgate.llm.models_file); without it,
+    # the one model of ASKGATE_LLM_BASE_URL, _MODEL, _API_KEY, _FALLBACK_URLS.
+    models_file: Path | None = None
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
     llm_model: str | None = None
@@ -122,6 +125,11 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("models_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("llm_base_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:
@@ -164,6 +172,12 @@ class Settings(BaseSettings):
             )
         if self.llm_base_url is not None and not self.llm_model:
             raise ValueError("ASKGATE_LLM_MODEL is required with ASKGATE_LLM_BASE_URL")
+        if self.models_file is not None and self.llm_base_url is not None:
+            raise ValueError(
+                "ASKGATE_MODELS_FILE replaces ASKGATE_LLM_BASE_URL, "
+                "ASKGATE_LLM_MODEL, ASKGATE_LLM_API_KEY and ASKGATE_LLM_FALLBACK_URLS: "
+                "set one or the other"
+            )
         return self
 
     @property

@@ -1,9 +1,12 @@
+import asyncio
 from typing import Literal
 
 from fastapi import APIRouter
+from pydantic import Field
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from askgate.llm.resilience import CircuitState
 from askgate.runtime import RuntimeDep
 from askgate.schemas import Schema
 
@@ -13,7 +16,10 @@ Circuit = Literal["closed", "open", "half_open"]
 
 
 class UpstreamHealth(Schema):
-    model: str
+    model: str = Field(
+        description="The public name of the model it answers for (a fallback of "
+        "ASKGATE_LLM_FALLBACK_URLS: its upstream model)"
+    )
     circuit: Circuit
     in_flight: int
 
@@ -47,12 +53,14 @@ class Health(Schema):
     response_model=Health,
     summary="Health check",
     description=(
-        "Always 200; `status` is `ok` when the database answers, an LLM upstream "
-        "lists its models and the primary upstream's circuit breaker is `closed`, "
-        "`degraded` otherwise. `circuit` is the primary's breaker: `open` while "
-        "askgate has stopped calling it after repeated failures, `half_open` while "
-        "a trial request decides. `upstreams` lists the primary, then each "
-        "fallback, with its breaker and the questions in flight. No authentication."
+        "Always 200; `status` is `ok` when the database answers, each model "
+        "reaches an LLM upstream (its own or a fallback) that lists its models, and "
+        "each model's own upstream has its circuit breaker `closed`; `degraded` "
+        "otherwise. `circuit` is the default model's breaker: `open` while askgate "
+        "has stopped calling its upstream after repeated failures, `half_open` "
+        "while a trial request decides. `upstreams` lists each model's upstream "
+        "(by the model's name), then any other fallback, with its breaker and the "
+        "questions in flight. No authentication."
     ),
 )
 async def health(runtime: RuntimeDep) -> Health:
@@ -65,18 +73,29 @@ async def health(runtime: RuntimeDep) -> Health:
     llm: Literal["ok", "unreachable", "not_configured"] = "not_configured"
     circuit: Circuit | None = None
     upstreams: list[UpstreamHealth] = []
-    if runtime.llm is not None:
-        llm = "ok" if await runtime.llm.check() else "unreachable"
-        circuit = runtime.llm.circuit.value
+    closed = False
+    if runtime.models is not None:
+        every = runtime.models.upstreams
+        checks = await asyncio.gather(*(u.client.check() for u in every))
+        answers = dict(zip(every, checks, strict=True))
+        reachable = all(
+            any(answers[u] for u in model.client.upstreams) for model in runtime.models
+        )
+        llm = "ok" if reachable else "unreachable"
+        circuit = runtime.models.default.upstream.breaker.state.value
+        closed = all(
+            model.upstream.breaker.state is CircuitState.CLOSED
+            for model in runtime.models
+        )
         upstreams = [
             UpstreamHealth(
-                model=upstream.client.model,
+                model=upstream.name,
                 circuit=upstream.breaker.state.value,
                 in_flight=upstream.in_flight,
             )
-            for upstream in runtime.llm.upstreams
+            for upstream in every
         ]
-    healthy = database == "ok" and llm == "ok" and circuit in {None, "closed"}
+    healthy = database == "ok" and llm == "ok" and closed
     return Health(
         status="ok" if healthy else "degraded",
         database=database,

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from askgate.auth.cache import CallerCache
 from askgate.config import Settings
 from askgate.db import Database
-from askgate.llm.resilience import ResilientClient
+from askgate.llm.registry import ModelRegistry
 from askgate.questions.ledger import Ledger
 from askgate.throttle import Throttle
 
@@ -19,7 +19,7 @@ class Runtime:
     settings: Settings
     db: Database
     http: aiohttp.ClientSession  # the one client session: pooled upstream connections
-    llm: ResilientClient | None  # None: no upstream configured
+    models: ModelRegistry | None  # None: no upstream configured
     limiter: Throttle  # rate limits and login throttling
     callers: CallerCache  # who holds an access token, kept exact by the auth epoch
     ledger: Ledger  # the group-committed writes of asking

@@ -695,8 +695,8 @@ async def test_an_open_circuit_answers_503_with_retry_after(
 @pytest.fixture
 def saturated(runtime: Runtime, fake_upstream: FakeUpstream) -> Iterator[None]:
     """One slot, taken by a question the upstream holds; waiters give up fast."""
-    assert isinstance(runtime.llm, ResilientClient)
-    [primary] = runtime.llm.upstreams
+    assert runtime.models is not None
+    [primary] = runtime.models.default.client.upstreams
     primary._slots = asyncio.Semaphore(1)
     primary._queue_timeout = 0.2
     fake_upstream.gate = asyncio.Event()

@@ -55,6 +55,7 @@ async def test_ask_returns_the_full_question_shape(
         "content",
         "answer",
         "model",
+        "upstream_model",
         "status",
         "error",
         "usage",
@@ -233,7 +234,7 @@ async def test_api_key_is_sent_upstream_and_never_shown(
         assert API_KEY not in response.text
         assert API_KEY not in str(response.headers)
     assert API_KEY not in caplog.text
-    assert API_KEY not in repr(runtime.llm)
+    assert API_KEY not in repr(runtime.models)
 
 
 async def test_unstorable_characters_in_the_answer_are_replaced(

@@ -19,7 +19,6 @@ from sqlalchemy import func, select
 from sqlalchemy.pool import QueuePool
 
 from askgate.config import Settings
-from askgate.llm.resilience import ResilientClient
 from askgate.questions.models import Question, QuestionStatus
 from askgate.runtime import Runtime
 from tests.fake_upstream import FakeUpstream
@@ -87,8 +86,8 @@ async def test_dropped_streams_leak_no_connection_task_or_session(
     pool = runtime.db.engine.pool
     assert connector is not None
     assert isinstance(pool, QueuePool)
-    assert isinstance(runtime.llm, ResilientClient)
-    [upstream] = runtime.llm.upstreams
+    assert runtime.models is not None
+    [upstream] = runtime.models.default.client.upstreams
     baseline = asyncio.all_tasks()
 
     limits = httpx.Limits(max_connections=BATCH)

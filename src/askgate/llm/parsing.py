@@ -19,7 +19,7 @@ from askgate.llm.errors import UpstreamError, invalid_response, too_large
 from askgate.llm.types import Completion, Delta, StreamEnd, Usage
 
 MAX_STREAM_LINE_BYTES = 256 * 1024
-MAX_MODEL_NAME = 200  # the width of questions.model
+MAX_MODEL_NAME = 200  # the width of questions.upstream_model
 # No question comes near a billion tokens; a larger count is a broken upstream's,
 # and would overflow the database's integer columns.
 MAX_TOKEN_COUNT = 10**9

@@ -144,7 +144,11 @@ def _reporting_instead_of_busy(previous: UpstreamError | None) -> Iterator[None]
 
 
 class Upstream:
-    """One upstream behind its own breaker and concurrency cap, with retries."""
+    """One upstream behind its own breaker and concurrency cap, with retries.
+
+    `name` is what /health shows for it: the public name of the model it
+    answers for, or its upstream model for a fallback of ASKGATE_LLM_FALLBACK_URLS.
+    """
 
     def __init__(
         self,
@@ -155,8 +159,10 @@ class Upstream:
         queue_timeout: float,
         retry: RetryPolicy,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        name: str | None = None,
     ) -> None:
         self.client = client
+        self.name = name or client.model
         self.breaker = breaker
         self.in_flight = 0
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -275,10 +281,6 @@ class ResilientClient:
         """The primary's model: what a question that reached none is stored with."""
         return self.upstreams[0].client.model
 
-    @property
-    def circuit(self) -> CircuitState:
-        return self.upstreams[0].breaker.state
-
     async def complete(self, params: ChatParams) -> Completion:
         errors: list[UpstreamError] = []
         for upstream in self.upstreams:
@@ -333,38 +335,58 @@ def _reported(errors: list[UpstreamError]) -> UpstreamError:
     return min(busy, key=lambda error: error.retry_after)
 
 
+def build_upstream(
+    settings: Settings,
+    http: aiohttp.ClientSession,
+    *,
+    base_url: str,
+    model: str,
+    api_key: str | None,
+    name: str | None = None,
+) -> Upstream:
+    """One upstream with the ASKGATE_LLM_* limits: timeouts, concurrency cap,
+    retries and a circuit breaker of its own."""
+    return Upstream(
+        LLMClient(
+            http,
+            base_url=base_url,
+            model=model,
+            api_key=api_key,
+            connect_timeout=settings.llm_connect_timeout,
+            read_timeout=settings.llm_read_timeout,
+            system_prompt=settings.llm_system_prompt,
+            max_response_bytes=settings.llm_max_response_bytes,
+        ),
+        breaker=CircuitBreaker(
+            failures=settings.llm_breaker_failures,
+            cooldown=settings.llm_breaker_cooldown,
+        ),
+        max_concurrency=settings.llm_max_concurrency,
+        queue_timeout=settings.llm_queue_timeout,
+        retry=RetryPolicy(
+            max_retries=settings.llm_max_retries,
+            retry_after_cap=settings.llm_retry_after_cap,
+        ),
+        name=name,
+    )
+
+
 def build_client(settings: Settings, http: aiohttp.ClientSession) -> ResilientClient:
-    """The configured primary and fallbacks, each with its own breaker and cap."""
+    """The ASKGATE_LLM_* primary and fallbacks, each with its own breaker and cap."""
     if settings.llm_base_url is None or settings.llm_model is None:
         raise ValueError("no LLM upstream is configured")
     configs = [
         (settings.llm_base_url, settings.llm_model, settings.llm_api_key),
         *((f.base_url, f.model, f.api_key) for f in settings.llm_fallback_urls),
     ]
-    retry = RetryPolicy(
-        max_retries=settings.llm_max_retries,
-        retry_after_cap=settings.llm_retry_after_cap,
-    )
     return ResilientClient(
         [
-            Upstream(
-                LLMClient(
-                    http,
-                    base_url=base_url,
-                    model=model,
-                    api_key=api_key.get_secret_value() if api_key else None,
-                    connect_timeout=settings.llm_connect_timeout,
-                    read_timeout=settings.llm_read_timeout,
-                    system_prompt=settings.llm_system_prompt,
-                    max_response_bytes=settings.llm_max_response_bytes,
-                ),
-                breaker=CircuitBreaker(
-                    failures=settings.llm_breaker_failures,
-                    cooldown=settings.llm_breaker_cooldown,
-                ),
-                max_concurrency=settings.llm_max_concurrency,
-                queue_timeout=settings.llm_queue_timeout,
-                retry=retry,
+            build_upstream(
+                settings,
+                http,
+                base_url=base_url,
+                model=model,
+                api_key=api_key.get_secret_value() if api_key else None,
             )
             for base_url, model, api_key in configs
         ]

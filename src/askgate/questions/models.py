@@ -24,7 +24,10 @@ class Question(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     content: Mapped[str] = mapped_column(Text)
     answer: Mapped[str | None] = mapped_column(Text)
+    # The public name of the model asked (askgate.llm.registry); what the
+    # upstream that answered reported as its model, None if none answered.
     model: Mapped[str] = mapped_column(String(200))
+    upstream_model: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[QuestionStatus] = mapped_column(
         Enum(
             QuestionStatus,

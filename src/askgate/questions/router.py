@@ -15,6 +15,7 @@ from askgate.questions import service
 from askgate.questions.deps import OwnedQuestion
 from askgate.questions.schemas import QuestionCreate, QuestionRead
 from askgate.runtime import Runtime, RuntimeDep
+from askgate.schemas import ErrorDetail
 from askgate.sse import EventStreamResponse
 from askgate.throttle import RATE_LIMIT_HEADERS
 from askgate.users import service as users_service
@@ -53,7 +54,10 @@ _ASK_RESPONSES: dict[int | str, dict[str, Any]] = {
         },
         "headers": RATE_LIMIT_HEADERS,
     },
-    **error_responses(400, 401, 502, 503, 504),
+    **error_responses(400, 401, 404, 502, 503, 504),
+    # The body limit (ASKGATE_MAX_BODY_BYTES) can be below the longest question
+    # the schema allows, once escaped as JSON.
+    413: {"model": ErrorDetail, "description": "The request body is too large"},
     429: {
         **_RATE_LIMITED,
         "headers": {**_RATE_LIMITED["headers"], **RATE_LIMIT_HEADERS},
@@ -85,7 +89,12 @@ _ASK_RESPONSES: dict[int | str, dict[str, Any]] = {
         "4) questions being answered at once, streams included, across every "
         "worker and instance sharing `ASKGATE_REDIS_URL`; one more answers 429 "
         "with `Retry-After`, and a slot frees up as soon as a question ends "
-        "(answered, failed or cancelled)."
+        "(answered, failed or cancelled).\n\n"
+        "`model` picks one of the models askgate offers (ASKGATE_MODELS_FILE); "
+        "without it the default model answers. An unknown model answers 404 "
+        "listing the models, and a `max_tokens` above the model's "
+        "`max_tokens_limit` answers 400 (an omitted `max_tokens` is lowered to "
+        "the limit). The question is stored with the model's name."
     ),
     responses=_ASK_RESPONSES,
 )
@@ -98,10 +107,14 @@ async def ask(
     # than through dependencies: FastAPI spends ~15 us solving each one, on the
     # busiest route.
     runtime: Runtime = request.app.state.runtime
+    if runtime.models is None:
+        raise UpstreamUnavailable("No LLM upstream is configured")
+    # A model that does not exist (404) or a max_tokens over its limit (400)
+    # is refused before the question counts against the rate limit.
+    model = runtime.models.get(data.model)
+    params = service.chat_params(data, model, runtime.settings)
     limiter = runtime.limiter
     rate_limit = await limiter.count_question(user.id)
-    if runtime.llm is None:
-        raise UpstreamUnavailable("No LLM upstream is configured")
     # Held until the question ends, however it ends: by the stream's response
     # once it is returned, by this handler until then.
     slot = await limiter.take_question_slot(user.id, rate_limit)
@@ -110,10 +123,10 @@ async def ask(
         if data.stream:
             events = await service.ask_streaming(
                 ledger=runtime.ledger,
-                llm=runtime.llm,
+                model=model,
+                params=params,
                 settings=runtime.settings,
                 caller=user,
-                data=data,
             )
             handed_over = True
             return EventStreamResponse(
@@ -126,10 +139,10 @@ async def ask(
             )
         work = service.ask(
             ledger=runtime.ledger,
-            llm=runtime.llm,
+            model=model,
+            params=params,
             settings=runtime.settings,
             caller=user,
-            data=data,
         )
         question = await unless_disconnected(request, work)
     except ClientDisconnected:  # stored as cancelled by the service

@@ -26,6 +26,14 @@ class QuestionCreate(InputSchema):
         )
     )
     temperature: Annotated[float, Field(strict=True, ge=0, le=2)] | None = None
+    model: Annotated[str, Field(strict=True, min_length=1, max_length=200)] | None = (
+        Field(
+            default=None,
+            description="The model to ask, by name; the default model (the first "
+            "of ASKGATE_MODELS_FILE) when omitted. An unknown name is a 404 that "
+            "lists the models.",
+        )
+    )
     stream: StrictBool = Field(
         default=False, description="Answer as server-sent events instead of JSON"
     )
@@ -35,6 +43,7 @@ class QuestionCreate(InputSchema):
             "examples": [
                 {"content": "What is the capital of France?", "max_tokens": 64},
                 {"content": "Write a haiku about SQLite.", "stream": True},
+                {"content": "Summarise RFC 9110 in one line.", "model": "fast"},
             ]
         }
     }
@@ -50,7 +59,12 @@ class QuestionRead(Schema):
     user_id: int
     content: str
     answer: str | None
-    model: str
+    model: str = Field(description="The name of the model asked")
+    upstream_model: str | None = Field(
+        default=None,
+        description="The model the upstream that answered reports (a fallback's "
+        "when a fallback answered); null when no upstream answered",
+    )
     status: QuestionStatus
     error: str | None = Field(description="Why the question failed, if it did")
     usage: UsageRead
@@ -66,6 +80,7 @@ class QuestionRead(Schema):
                     "content": "What is the capital of France?",
                     "answer": "The capital of France is Paris.",
                     "model": "smollm2-135m-instruct",
+                    "upstream_model": "smollm2-135m-instruct",
                     "status": "answered",
                     "error": None,
                     "usage": {"prompt_tokens": 36, "completion_tokens": 8},
@@ -86,6 +101,7 @@ class QuestionRead(Schema):
             content=row["content"],
             answer=row["answer"],
             model=row["model"],
+            upstream_model=row["upstream_model"],
             status=row["status"],
             error=row["error"],
             usage=UsageRead.model_construct(
@@ -104,6 +120,7 @@ class QuestionRead(Schema):
             content=question.content,
             answer=question.answer,
             model=question.model,
+            upstream_model=question.upstream_model,
             status=question.status,
             error=question.error,
             usage=UsageRead(

@@ -39,6 +39,7 @@ from askgate.llm.errors import (
     UpstreamTimeout,
     retry_after_header,
 )
+from askgate.llm.registry import Model
 from askgate.llm.types import ChatClient, ChatParams, Delta, StreamEnd, Usage
 from askgate.questions.ledger import AccountDeleted, Ledger
 from askgate.questions.models import Question, QuestionStatus
@@ -63,7 +64,7 @@ class _Attempt:
 
     user_id: int
     content: str
-    model: str
+    model: str  # the public name of the model asked
     max_tokens: int
     prompt_estimate: int  # at most what the prompt costs (quota.prompt_bound)
     streaming: bool
@@ -107,7 +108,7 @@ class _Attempt:
         *,
         error: str | None = None,
         usage: Usage = NO_USAGE,
-        model: str | None = None,
+        upstream_model: str | None = None,
     ) -> QuestionRead:
         """Store the question and settle its tokens in one transaction.
 
@@ -119,7 +120,8 @@ class _Attempt:
             "user_id": self.user_id,
             "content": self.content,
             "answer": "".join(self.parts) if self.parts else None,
-            "model": model or self.model,
+            "model": self.model,
+            "upstream_model": upstream_model,
             "status": status,
             "error": error,
             "prompt_tokens": usage.prompt_tokens,
@@ -181,24 +183,25 @@ class _Attempt:
             pass
 
 
-def _params(data: QuestionCreate, settings: Settings) -> ChatParams:
+def chat_params(data: QuestionCreate, model: Model, settings: Settings) -> ChatParams:
+    """The upstream call's parameters; raises MaxTokensOverLimit (400)."""
     return ChatParams(
         content=data.content,
-        max_tokens=data.max_tokens or settings.llm_default_max_tokens,
+        max_tokens=model.max_tokens(data.max_tokens, settings.llm_default_max_tokens),
         temperature=data.temperature,
     )
 
 
 async def _begin(
     ledger: Ledger,
-    llm: ChatClient,
+    model: Model,
+    params: ChatParams,
     settings: Settings,
     caller: Caller,
-    data: QuestionCreate,
-) -> tuple[ChatParams, _Attempt]:
-    """The upstream call's parameters, and the attempt holding the most the
-    question can cost from the quota; raises QuotaExceeded (429) instead."""
-    params = _params(data, settings)
+    stream: bool,
+) -> _Attempt:
+    """The attempt, holding the most the question can cost from the quota;
+    raises QuotaExceeded (429) instead."""
     prompt_estimate = quota.prompt_bound(params.content, settings.llm_system_prompt)
     limit = quota.limit_for(caller.daily_token_quota, settings.daily_token_quota)
     reservation = None
@@ -211,16 +214,15 @@ async def _begin(
                 requested_at=utcnow(),
             )
         )
-    attempt = _Attempt(
+    return _Attempt(
         user_id=caller.id,
-        content=data.content,
-        model=llm.model,
+        content=params.content,
+        model=model.name,
         max_tokens=params.max_tokens,
         prompt_estimate=prompt_estimate,
-        streaming=data.stream,
+        streaming=stream,
         reservation=reservation,
     )
-    return params, attempt
 
 
 def _http_error(exc: UpstreamError, question: QuestionRead) -> Exception:
@@ -235,14 +237,14 @@ def _http_error(exc: UpstreamError, question: QuestionRead) -> Exception:
 async def ask(
     *,
     ledger: Ledger,
-    llm: ChatClient,
+    model: Model,
+    params: ChatParams,
     settings: Settings,
     caller: Caller,
-    data: QuestionCreate,
 ) -> QuestionRead:
-    params, attempt = await _begin(ledger, llm, settings, caller, data)
+    attempt = await _begin(ledger, model, params, settings, caller, stream=False)
     try:
-        completion = await llm.complete(params)
+        completion = await model.client.complete(params)
     except UpstreamError as exc:
         question = await attempt.store(ledger, QuestionStatus.FAILED, error=exc.detail)
         raise _http_error(exc, question) from None
@@ -254,32 +256,32 @@ async def ask(
         ledger,
         QuestionStatus.ANSWERED,
         usage=completion.usage,
-        model=completion.model,
+        upstream_model=completion.model,
     )
 
 
 async def ask_streaming(
     *,
     ledger: Ledger,
-    llm: ChatClient,
+    model: Model,
+    params: ChatParams,
     settings: Settings,
     caller: Caller,
-    data: QuestionCreate,
 ) -> AsyncGenerator[dict[str, Any]]:
     """Reserve the question's tokens, then return its SSE payloads.
 
     Awaited before the response starts, so a question over quota is a plain 429
     rather than a stream that fails.
     """
-    params, attempt = await _begin(ledger, llm, settings, caller, data)
-    return _stream(ledger=ledger, llm=llm, params=params, attempt=attempt)
+    attempt = await _begin(ledger, model, params, settings, caller, stream=True)
+    return _stream(ledger=ledger, llm=model.client, params=params, attempt=attempt)
 
 
 async def _stream(
     *, ledger: Ledger, llm: ChatClient, params: ChatParams, attempt: _Attempt
 ) -> AsyncGenerator[dict[str, Any]]:
     """SSE payloads: deltas, then one `done` (with the stored question) or `error`."""
-    end = StreamEnd(model=llm.model, usage=NO_USAGE)
+    end: StreamEnd | None = None
     try:
         # aclosing: if the client leaves between two deltas, the upstream
         # request is closed now, not whenever the generator is collected.
@@ -299,7 +301,11 @@ async def _stream(
         await attempt.store_interrupted(ledger, exc)
         raise
     yield await _last_event(
-        ledger, attempt, QuestionStatus.ANSWERED, usage=end.usage, model=end.model
+        ledger,
+        attempt,
+        QuestionStatus.ANSWERED,
+        usage=end.usage if end else NO_USAGE,
+        upstream_model=end.model if end else None,
     )
 
 
@@ -310,14 +316,14 @@ async def _last_event(
     *,
     error: str | None = None,
     usage: Usage = NO_USAGE,
-    model: str | None = None,
+    upstream_model: str | None = None,
 ) -> dict[str, Any]:
     """Store the streamed question; the stream's last event says how it ended:
     `done` with the question, or `error` (the upstream failed, or the question
     could not be kept)."""
     try:
         question = await attempt.store(
-            ledger, status, error=error, usage=usage, model=model
+            ledger, status, error=error, usage=usage, upstream_model=upstream_model
         )
     except DomainError as exc:
         return {"type": "error", "detail": exc.detail}
