@@ -1,0 +1,164 @@
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.background import BackgroundTask
+
+from askgate.auth.deps import CurrentUser
+from askgate.disconnect import (
+    CLIENT_CLOSED_REQUEST,
+    ClientDisconnected,
+    unless_disconnected,
+)
+from askgate.errors import NotFound
+from askgate.jsonbytes import dumps
+from askgate.openai_api import catalog, service
+from askgate.openai_api.errors import OpenAIRoute
+from askgate.openai_api.schemas import ChatCompletionRequest
+from askgate.runtime import Runtime, RuntimeDep
+from askgate.sse import EventStreamResponse
+
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute)
+
+_ERROR = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        code: {
+            "description": "OpenAI's error shape",
+            "content": {"application/json": {"schema": _ERROR}},
+        }
+        for code in codes
+    }
+
+
+def _model(name: str) -> dict[str, Any]:
+    return {
+        "id": name,
+        "object": "model",
+        "created": catalog.LISTED_SINCE,
+        "owned_by": "askgate",
+    }
+
+
+@router.post(
+    "/chat/completions",
+    summary="Chat Completions (OpenAI)",
+    description=(
+        "OpenAI's Chat Completions: the parameters askgate passes on are "
+        "`model`, `messages` (text only), `max_tokens` or "
+        "`max_completion_tokens` (ASKGATE_LLM_DEFAULT_MAX_TOKENS when omitted), "
+        "`temperature`, `top_p`, `stop`, `seed`, `presence_penalty`, "
+        "`frequency_penalty`, `n` (1 only), `user`, `tools`, `tool_choice`, "
+        "`response_format`, `stream` and `stream_options.include_usage`; any "
+        "other is a 400. Each call is a question (stored, in GET /questions/me, "
+        "under the same rate limit, concurrency cap and daily quota as POST "
+        "/questions). Errors come in OpenAI's shape."
+    ),
+    responses={
+        200: {
+            "description": (
+                "A `chat.completion`; with `stream`, server-sent "
+                "`chat.completion.chunk` events ending with `data: [DONE]`"
+            ),
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/event-stream": {"schema": {"type": "string"}},
+            },
+        },
+        **_errors(400, 401, 404, 413, 429, 502, 503, 504),
+    },
+)
+async def chat_completions(
+    request: Request, data: ChatCompletionRequest, user: CurrentUser
+) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    llm = catalog.find(runtime, data.model)
+    limiter = runtime.limiter
+    rate_limit = await limiter.count_question(user.id)
+    # Held until the call ends, however it ends: by the stream's response once
+    # it is returned, by this handler until then (as POST /questions does).
+    slot = await limiter.take_question_slot(user.id, rate_limit)
+    handed_over = False
+    try:
+        if data.stream:
+            chunks = await service.stream(
+                ledger=runtime.ledger,
+                llm=llm,
+                settings=runtime.settings,
+                caller=user,
+                data=data,
+            )
+            handed_over = True
+            return EventStreamResponse(
+                chunks,
+                headers=rate_limit.headers(),
+                send_timeout=runtime.settings.llm_read_timeout,
+                background=BackgroundTask(limiter.end_question, slot),
+                last_event=service.DONE_EVENT,
+            )
+        work = service.complete(
+            ledger=runtime.ledger,
+            llm=llm,
+            settings=runtime.settings,
+            caller=user,
+            data=data,
+        )
+        completion = await unless_disconnected(request, work)
+    except ClientDisconnected:  # stored as cancelled by the service
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    finally:
+        if not handed_over:
+            await limiter.end_question(slot)
+    return Response(
+        dumps(completion), headers=rate_limit.headers(), media_type="application/json"
+    )
+
+
+@router.get(
+    "/models",
+    summary="The models (OpenAI)",
+    description="The models askgate offers, in OpenAI's list shape.",
+    responses=_errors(401),
+)
+async def list_models(user: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [_model(name) for name in catalog.models(runtime)],
+    }
+
+
+@router.get(
+    "/models/{name}",
+    summary="A model (OpenAI)",
+    description="One model, in OpenAI's shape; 404 `model_not_found` if unknown.",
+    responses=_errors(401, 404),
+)
+async def read_model(
+    name: str, user: CurrentUser, runtime: RuntimeDep
+) -> dict[str, Any]:
+    catalog.find(runtime, name)
+    return _model(name)
+
+
+@router.api_route(
+    "/{path:path}",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    include_in_schema=False,
+)
+async def unknown_route(request: Request) -> None:
+    """Any other /v1 path: OpenAI's 404, in its shape."""
+    raise NotFound(f"Invalid URL ({request.method} {request.url.path})")
