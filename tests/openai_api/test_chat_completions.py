@@ -113,7 +113,7 @@ async def test_a_stream_ends_with_done_and_usage_only_when_asked(
         model=MODEL,
         messages=[{"role": "user", "content": "Stream me"}],
         stream=True,
-        **({"stream_options": {"include_usage": True}} if include_usage else {}),
+        stream_options={"include_usage": True} if include_usage else openai.omit,
     )
     chunks = [chunk async for chunk in stream]
 

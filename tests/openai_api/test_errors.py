@@ -347,10 +347,14 @@ async def test_a_stream_failing_midway_raises_in_the_sdk_and_is_stored(
 ) -> None:
     fake_upstream.mode = "cut_stream"
     stream = await sdk.chat.completions.create(model=MODEL, messages=HELLO, stream=True)
-    received = []
-    with pytest.raises(openai.APIError, match="closed the connection mid-answer"):
+    received: list[str | None] = []
+
+    async def read() -> None:
         async for chunk in stream:
             received.append(chunk.choices[0].delta.content)
+
+    with pytest.raises(openai.APIError, match="closed the connection mid-answer"):
+        await read()
 
     assert "".join(text or "" for text in received) == "You asked:"
     [question] = await history(client, user_headers)
