@@ -227,3 +227,87 @@ def test_a_completion_is_parsed() -> None:
 def test_broken_completions_raise(body: bytes, reason: str) -> None:
     with pytest.raises(UpstreamError, match=reason):
         parse_completion(body, default_model="d")
+
+
+# Tool calls (the OpenAI API): passed on as sent, but storable.
+
+CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "f\u0000", "arguments": '{"a": "\ud800"}'},
+}
+CLEAN_CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "f\ufffd", "arguments": '{"a": "\ufffd"}'},
+}
+
+
+def test_a_completion_of_tool_calls_is_parsed() -> None:
+    body = json.dumps(
+        {
+            "model": "m",
+            "choices": [
+                {
+                    "message": {"content": None, "tool_calls": [CALL, "junk"]},
+                    "finish_reason": "tool_calls",
+                }
+            ],
+        }
+    ).encode()
+
+    assert parse_completion(body, default_model="d") == Completion(
+        text="",
+        model="m",
+        usage=Usage(None, None),
+        tool_calls=(CLEAN_CALL,),
+        finish_reason="tool_calls",
+    )
+
+
+async def test_streamed_tool_calls_come_as_deltas() -> None:
+    first = {"index": 0, **CALL}
+    rest = {"index": 0, "function": {"arguments": "}"}}
+    body = sse(
+        {
+            "model": "m",
+            "choices": [{"delta": {"role": "assistant", "tool_calls": [first]}}],
+        },
+        {"model": "m", "choices": [{"delta": {"tool_calls": [rest]}}]},
+        {"model": "m", "choices": [{"delta": {}, "finish_reason": "tool_calls"}]},
+    )
+
+    assert await parse(body) == [
+        Delta("", ({"index": 0, **CLEAN_CALL},)),
+        Delta("", (rest,)),
+        StreamEnd("m", Usage(None, None), "tool_calls"),
+    ]
+
+
+async def test_streamed_tool_calls_count_towards_the_size_limit() -> None:
+    calls = [{"index": 0, "function": {"arguments": "x" * 3000}}]
+    body = sse(*[{"choices": [{"delta": {"tool_calls": calls}}]}] * 2)
+
+    with pytest.raises(UpstreamError, match="too large"):
+        await parse(body, limit=4096)
+
+
+def test_tool_calls_nested_too_deeply_are_an_invalid_response() -> None:
+    nested: Any = "x"
+    for _ in range(900):
+        nested = [nested]
+    call = {"id": "c", "function": {"name": "f", "arguments": nested}}
+    body = json.dumps(
+        {"choices": [{"message": {"content": None, "tool_calls": [call]}}]}
+    ).encode()
+
+    with pytest.raises(UpstreamError, match="nested too deeply"):
+        parse_completion(body, default_model="d")
+
+
+def test_an_odd_finish_reason_is_stop() -> None:
+    body = json.dumps(
+        {"choices": [{"message": {"content": "a"}, "finish_reason": {"x": 1}}]}
+    ).encode()
+
+    assert parse_completion(body, default_model="d").finish_reason == "stop"

@@ -1,6 +1,7 @@
 """Every error under /v1 comes in OpenAI's shape, and the openai SDK raises its
 matching exception class for it."""
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -245,6 +246,7 @@ def settings(settings: Settings) -> Settings:
             "llm_max_retries": 0,
             "llm_breaker_failures": 1,
             "questions_per_minute": 2,
+            "max_concurrent_questions_per_user": 1,
         }
     )
 
@@ -272,6 +274,25 @@ async def test_the_rate_limit_is_a_rate_limit_error(
     error = error_of(raised.value)
     assert error["type"] == "requests"
     assert error["code"] == "rate_limit_exceeded"
+
+
+async def test_one_call_too_many_at_once_is_a_rate_limit_error(
+    sdk: openai.AsyncOpenAI, fake_upstream: FakeUpstream
+) -> None:
+    fake_upstream.gate = asyncio.Event()
+    first = asyncio.create_task(
+        sdk.chat.completions.create(model=MODEL, messages=HELLO)
+    )
+    while not fake_upstream.requests:
+        assert not first.done(), first
+        await asyncio.sleep(0.02)
+    with pytest.raises(openai.RateLimitError) as raised:
+        await sdk.chat.completions.create(model=MODEL, messages=HELLO)
+    fake_upstream.gate.set()
+
+    assert (await first).choices[0].message.content == "You asked: Hello"
+    assert "at once" in error_of(raised.value)["message"]
+    assert error_of(raised.value)["code"] == "rate_limit_exceeded"
 
 
 async def test_the_daily_quota_is_insufficient_quota(
