@@ -1,21 +1,16 @@
+from collections.abc import AsyncGenerator
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
-from starlette.background import BackgroundTask
+from fastapi import APIRouter, Request, Response, status
 
 from askgate.auth.deps import CurrentUser
-from askgate.disconnect import (
-    CLIENT_CLOSED_REQUEST,
-    ClientDisconnected,
-    unless_disconnected,
-)
 from askgate.errors import NotFound
 from askgate.jsonbytes import dumps
 from askgate.openai_api import catalog, service
 from askgate.openai_api.errors import OpenAIRoute
 from askgate.openai_api.schemas import ChatCompletionRequest
+from askgate.questions.responding import respond
 from askgate.runtime import Runtime, RuntimeDep
-from askgate.sse import EventStreamResponse
 
 router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute)
 
@@ -87,44 +82,34 @@ async def chat_completions(
 ) -> Response:
     runtime: Runtime = request.app.state.runtime
     llm = catalog.find(runtime, data.model)
-    limiter = runtime.limiter
-    rate_limit = await limiter.count_question(user.id)
-    # Held until the call ends, however it ends: by the stream's response once
-    # it is returned, by this handler until then (as POST /questions does).
-    slot = await limiter.take_question_slot(user.id, rate_limit)
-    handed_over = False
-    try:
-        if data.stream:
-            chunks = await service.stream(
-                ledger=runtime.ledger,
-                llm=llm,
-                settings=runtime.settings,
-                caller=user,
-                data=data,
-            )
-            handed_over = True
-            return EventStreamResponse(
-                chunks,
-                headers=rate_limit.headers(),
-                send_timeout=runtime.settings.llm_read_timeout,
-                background=BackgroundTask(limiter.end_question, slot),
-                last_event=service.DONE_EVENT,
-            )
-        work = service.complete(
+
+    async def stream() -> AsyncGenerator[dict[str, Any]]:
+        return await service.stream(
             ledger=runtime.ledger,
             llm=llm,
             settings=runtime.settings,
             caller=user,
             data=data,
         )
-        completion = await unless_disconnected(request, work)
-    except ClientDisconnected:  # stored as cancelled by the service
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
-    finally:
-        if not handed_over:
-            await limiter.end_question(slot)
-    return Response(
-        dumps(completion), headers=rate_limit.headers(), media_type="application/json"
+
+    async def complete() -> bytes:
+        completion = await service.complete(
+            ledger=runtime.ledger,
+            llm=llm,
+            settings=runtime.settings,
+            caller=user,
+            data=data,
+        )
+        return dumps(completion)
+
+    return await respond(
+        request,
+        runtime,
+        user,
+        stream=stream if data.stream else None,
+        complete=complete,
+        status_code=status.HTTP_200_OK,
+        last_event=service.DONE_EVENT,
     )
 
 
