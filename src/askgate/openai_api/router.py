@@ -4,40 +4,39 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 
 from askgate.auth.deps import CurrentUser
-from askgate.errors import NotFound
+from askgate.errors import RETRY_AFTER_HEADER, NotFound
 from askgate.jsonbytes import dumps
 from askgate.openai_api import catalog, service
 from askgate.openai_api.errors import OpenAIRoute
-from askgate.openai_api.schemas import ChatCompletionRequest
+from askgate.openai_api.schemas import ChatCompletionRequest, OpenAIError
 from askgate.questions.responding import respond
 from askgate.runtime import Runtime, RuntimeDep
 
 router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute)
 
-_ERROR = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {
-                "message": {"type": "string"},
-                "type": {"type": "string"},
-                "param": {"type": ["string", "null"]},
-                "code": {"type": ["string", "null"]},
-            },
-        }
-    },
+_DESCRIPTIONS = {
+    400: "Bad request (validation errors too)",
+    401: "Missing or invalid API key (`invalid_api_key`)",
+    404: "Unknown model (`model_not_found`) or path",
+    413: "Request body too large",
+    429: (
+        "Too many requests (`rate_limit_exceeded`) or the daily token quota "
+        "spent (`insufficient_quota`): wait `Retry-After` seconds"
+    ),
+    502: "The LLM upstream failed",
+    503: "The LLM upstream is unavailable",
+    504: "The LLM upstream timed out",
 }
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        code: {
-            "description": "OpenAI's error shape",
-            "content": {"application/json": {"schema": _ERROR}},
-        }
+    responses: dict[int | str, dict[str, Any]] = {
+        code: {"model": OpenAIError, "description": _DESCRIPTIONS[code]}
         for code in codes
     }
+    if 429 in responses:
+        responses[429]["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
+    return responses
 
 
 def _model(name: str) -> dict[str, Any]:

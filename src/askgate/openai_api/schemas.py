@@ -180,3 +180,16 @@ PASSED_THROUGH = frozenset(
         "response_format",
     }
 )
+
+
+class ErrorInfo(Schema):
+    message: str
+    type: str = Field(description="OpenAI's error type, such as invalid_request_error")
+    param: str | None = Field(description="The request parameter at fault, if one")
+    code: str | None = Field(description="OpenAI's error code, such as model_not_found")
+
+
+class OpenAIError(Schema):
+    """Every error under /v1: OpenAI's shape."""
+
+    error: ErrorInfo
