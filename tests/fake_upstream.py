@@ -9,12 +9,15 @@ request until it is set; `first_chunk_delay` makes a stream wait that long after
 its headers before its first chunk, as a model slow to start does; `usage`, when
 set, replaces the reported usage (None: no usage at all, as many upstreams
 send); `stall_after` is how many pieces `stall_stream` sends first; `model` is
-the model it says answered. It records
+the model it says answered. In "tool_calls" mode it calls the first tool of the
+request instead of answering (streamed: the arguments in pieces, as OpenAI sends
+them). It records
 every request, counts requests in flight, and notices when a client drops a stream.
 """
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from aiohttp import web
@@ -38,7 +41,11 @@ MODES = {
     "slow_stream",
     "stall_stream",
     "unstorable_text",
+    "tool_calls",
 }
+# What "tool_calls" mode answers: a call of the first tool the request offers.
+TOOL_CALL_ID = "call_fake_1"
+TOOL_ARGUMENTS = '{"city": "Paris", "unit": "celsius"}'
 
 
 def answer_for(content: str) -> str:
@@ -48,6 +55,18 @@ def answer_for(content: str) -> str:
 # Valid JSON ("\\ud800", "\\u0000"), but UTF-8 cannot encode a lone surrogate
 # and PostgreSQL text cannot hold NUL.
 UNSTORABLE_ANSWER = "lone \ud800 and nul \x00 here"
+
+
+def _text(content: Any) -> str:
+    """A message's text: its string, or its text parts joined."""
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content)
+    return content if isinstance(content, str) else ""
+
+
+def _tool_name(body: dict[str, Any]) -> str:
+    tools = body.get("tools") or [{"function": {"name": "unnamed"}}]
+    return str(tools[0]["function"]["name"])
 
 
 def _answer(content: str, mode: str) -> str:
@@ -152,7 +171,7 @@ class FakeUpstream:
         body = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
-        content = body["messages"][-1]["content"]
+        content = _text(body["messages"][-1].get("content"))
         mode = self.mode
         if self.gate is not None:
             await self.gate.wait()
@@ -169,11 +188,26 @@ class FakeUpstream:
             return web.json_response({"id": "x", "object": "chat.completion"})
         if mode == "hang":
             await self._hang(request)
+        tool = _tool_name(body) if mode == "tool_calls" else None
         if body.get("stream"):
-            return await self._stream(request, content, mode)
+            return await self._stream(request, content, mode, tool)
         text = _answer(content, mode)
         if mode == "oversized":
             text = "x" * self.oversized_bytes
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if tool is not None:
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": TOOL_CALL_ID,
+                        "type": "function",
+                        "function": {"name": tool, "arguments": TOOL_ARGUMENTS},
+                    }
+                ],
+            }
+            text = TOOL_ARGUMENTS
         body = {
             "id": "chatcmpl-1",
             "object": "chat.completion",
@@ -181,8 +215,8 @@ class FakeUpstream:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
+                    "message": message,
+                    "finish_reason": "stop" if tool is None else "tool_calls",
                 }
             ],
         }
@@ -201,7 +235,7 @@ class FakeUpstream:
         return self.usage
 
     async def _stream(
-        self, request: web.Request, content: str, mode: str
+        self, request: web.Request, content: str, mode: str, tool: str | None
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -245,6 +279,10 @@ class FakeUpstream:
                     await send(chunk(piece))
                 await self._released.wait()
                 return response
+            if tool is not None:
+                await self._stream_tool_call(send, tool)
+                await response.write_eof()
+                return response
             if mode == "slow_stream":
                 for i in range(10_000):
                     await send(chunk(f" tick{i}"))
@@ -270,3 +308,30 @@ class FakeUpstream:
             raise
         await response.write_eof()
         return response
+
+    async def _stream_tool_call(
+        self, send: Callable[[dict[str, Any] | str], Awaitable[None]], tool: str
+    ) -> None:
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+
+        half = len(TOOL_ARGUMENTS) // 2
+        first = {
+            "index": 0,
+            "id": TOOL_CALL_ID,
+            "type": "function",
+            "function": {"name": tool, "arguments": TOOL_ARGUMENTS[:half]},
+        }
+        rest = {"index": 0, "function": {"arguments": TOOL_ARGUMENTS[half:]}}
+        await send(chunk({"role": "assistant", "tool_calls": [first]}))
+        await send(chunk({"tool_calls": [rest]}))
+        await send(chunk({}, finish="tool_calls"))
+        usage = self._usage(3, 7)
+        if usage is not None:
+            await send({"model": self.model, "choices": [], "usage": usage})
+        await send("[DONE]")

@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from askgate.db import Database
 from askgate.users.models import Role
 from tests.factories import Account, auth_headers, create_user, login
+from tests.fake_upstream import MODEL
 
 ACTORS = ("anonymous", "user", "other", "admin")
 _names = itertools.count(1)
@@ -113,6 +114,21 @@ async def _question(world: World, actor: str) -> Call:
     return Call(f"/questions/{world.question_id}")
 
 
+async def _chat_completion(world: World, actor: str) -> Call:
+    return Call(
+        "/v1/chat/completions",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "Who?"}]},
+    )
+
+
+async def _models(world: World, actor: str) -> Call:
+    return Call("/v1/models")
+
+
+async def _model(world: World, actor: str) -> Call:
+    return Call(f"/v1/models/{MODEL}")
+
+
 async def _health(world: World, actor: str) -> Call:
     return Call("/health")
 
@@ -154,6 +170,9 @@ MATRIX: list[tuple[str, str, CallBuilder, dict[str, int]]] = [
     ("GET", "/questions", _questions, _admin_only(200)),
     ("GET", "/questions/{question_id}", _question, _owner_or_admin(200)),
     ("DELETE", "/questions/{question_id}", _question, _owner_or_admin(204)),
+    ("POST", "/v1/chat/completions", _chat_completion, _authenticated(200)),
+    ("GET", "/v1/models", _models, _authenticated(200)),
+    ("GET", "/v1/models/{name}", _model, _authenticated(200)),
     ("GET", "/health", _health, _same(200)),
 ]
 

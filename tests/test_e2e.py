@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from askgate.llm.local import LocalModelError, bundled_model_path
@@ -173,3 +174,40 @@ def test_killing_serve_leaves_no_orphan_model_server(server: Server) -> None:
     server.process.kill()  # SIGKILL: askgate's own cleanup never runs
     server.process.wait(timeout=10)
     assert _wait_gone(model_servers[0], 30), "orphaned model server"
+
+
+def test_the_openai_sdk_works_against_serve(server: Server) -> None:
+    """An unchanged openai client pointed at askgate: models, an answer and a
+    stream with its usage, all from the bundled model."""
+    with httpx.Client(base_url=server.base_url, timeout=120) as client:
+        client.post(
+            "/auth/register", json={"username": "sdk", "password": "the sdk passphrase"}
+        )
+        tokens = client.post(
+            "/auth/token", data={"username": "sdk", "password": "the sdk passphrase"}
+        )
+        token = tokens.json()["access_token"]
+    with openai.OpenAI(
+        base_url=f"{server.base_url}/v1", api_key=token, timeout=120, max_retries=0
+    ) as sdk:
+        [model] = sdk.models.list()
+        reply = sdk.chat.completions.create(
+            model=model.id,
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            max_tokens=32,
+        )
+        stream = sdk.chat.completions.create(
+            model=model.id,
+            messages=[{"role": "user", "content": "Say hello."}],
+            max_tokens=16,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
+
+    assert reply.choices[0].message.content
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens > 0
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens > 0

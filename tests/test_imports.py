@@ -88,3 +88,17 @@ def test_no_module_imports_itself_back() -> None:
 def test_a_cycle_would_be_found() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
+
+
+# askgate speaks to upstreams over aiohttp only; the openai SDK is a test tool.
+LLM_SDKS = {"openai", "anthropic", "litellm", "langchain", "langchain_openai"}
+
+
+def test_no_llm_sdk_is_imported() -> None:
+    offenders = {
+        f"{name} imports {target}"
+        for name, path in MODULES.items()
+        for target in _imported(ast.parse(path.read_text()))
+        if target.split(".")[0] in LLM_SDKS
+    }
+    assert offenders == set()

@@ -28,6 +28,8 @@ from askgate.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
+from askgate.openai_api import errors as openai_errors
+from askgate.openai_api.router import router as openai_router
 from askgate.questions.ledger import Ledger
 from askgate.questions.router import router as questions_router
 from askgate.runtime import Runtime
@@ -145,7 +147,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # The last added runs first: security headers on every response, then the
     # request id, CORS (so a 413 is readable cross-origin), then the body limit.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        refusals={openai_errors.PREFIX: openai_errors.too_large},
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -157,7 +163,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     # The busiest routes first: a request is matched against them in order.
-    _add_routes(app, questions_router, users_router, auth_router, health_router)
+    _add_routes(
+        app, questions_router, openai_router, users_router, auth_router, health_router
+    )
     return app
 
 

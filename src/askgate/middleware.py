@@ -6,9 +6,10 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable, Mapping
 
 from fastapi import HTTPException
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("askgate.access")
@@ -123,9 +124,17 @@ class BodyLimitMiddleware:
     security headers, hence this one.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        refusals: Mapping[str, Callable[[str], Response]] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # The 413 in another shape under a path prefix (the OpenAI API's).
+        self.refusals = dict(refusals or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -162,7 +171,12 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         too_large = BodyTooLarge(self.max_bytes)
-        response = JSONResponse({"detail": too_large.detail}, too_large.status_code)
+        response: Response = JSONResponse(
+            {"detail": too_large.detail}, too_large.status_code
+        )
+        for prefix, refusal in self.refusals.items():
+            if scope["path"].startswith(prefix):
+                response = refusal(too_large.detail)
         await response(scope, receive, send)
 
 

@@ -37,7 +37,9 @@ class EventStreamResponse(Response):
     `keep_alive` seconds without an event, a comment line is sent. A client that
     reads nothing for `send_timeout` seconds is treated as gone (see _SendDeadline).
     `background` runs once the response has ended, however it ended (even before
-    its first event, when the producer's own cleanup never runs).
+    its first event, when the producer's own cleanup never runs). `last_event`,
+    already encoded, follows the producer's events when it ends without failing
+    (the OpenAI API's `data: [DONE]`).
     """
 
     media_type = "text/event-stream"
@@ -50,8 +52,10 @@ class EventStreamResponse(Response):
         keep_alive: float | None = None,
         send_timeout: float | None = None,
         background: BackgroundTask | None = None,
+        last_event: bytes | None = None,
     ) -> None:
         self.events = events
+        self.last_event = last_event
         self.send_timeout = send_timeout
         self.status_code = status_code
         self.keep_alive = KEEP_ALIVE_INTERVAL if keep_alive is None else keep_alive
@@ -95,6 +99,8 @@ class EventStreamResponse(Response):
                 async for event in events:
                     await send(_body(encode_event(event)))
                     keep_alive.sent()
+            if self.last_event is not None:
+                await send(_body(self.last_event))
         finally:
             keep_alive.stop()
         await send({"type": "http.response.body", "body": b""})

@@ -64,7 +64,7 @@ async def test_events_do_not_depend_on_where_the_body_is_cut(size: int) -> None:
     assert await parse(BODY, size=size) == [
         Delta("Hel"),
         Delta("lo"),
-        StreamEnd(model="m", usage=Usage(2, 5)),
+        StreamEnd(model="m", usage=Usage(2, 5), finish_reason="stop"),
     ]
 
 
@@ -79,7 +79,9 @@ async def test_without_usage_the_usage_stays_unknown() -> None:
     # Not one token per delta: the quota estimates from the text instead.
     events = await parse(sse(chunk("a"), chunk("b"), chunk(finish="stop")))
 
-    assert events[-1] == StreamEnd(model="m", usage=Usage(None, None))
+    assert events[-1] == StreamEnd(
+        model="m", usage=Usage(None, None), finish_reason="stop"
+    )
 
 
 @pytest.mark.parametrize(
@@ -105,9 +107,15 @@ async def test_the_model_name_follows_the_chunks() -> None:
     )
     unnamed = await parse(sse(chunk("a", model=7), chunk(finish="stop", model="")))
 
-    assert first[-1] == StreamEnd(model="one", usage=Usage(None, None))
-    assert second[-1] == StreamEnd(model="two", usage=Usage(None, None))
-    assert unnamed[-1] == StreamEnd(model="default", usage=Usage(None, None))
+    assert first[-1] == StreamEnd(
+        model="one", usage=Usage(None, None), finish_reason="stop"
+    )
+    assert second[-1] == StreamEnd(
+        model="two", usage=Usage(None, None), finish_reason="stop"
+    )
+    assert unnamed[-1] == StreamEnd(
+        model="default", usage=Usage(None, None), finish_reason="stop"
+    )
 
 
 async def test_unstorable_characters_are_replaced() -> None:
@@ -119,14 +127,16 @@ async def test_unstorable_characters_are_replaced() -> None:
 
     assert await parse(body) == [
         Delta("a\ufffdb\ufffdc"),
-        StreamEnd(model="x\ufffd\ufffd", usage=Usage(None, None)),
+        StreamEnd(model="x\ufffd\ufffd", usage=Usage(None, None), finish_reason="stop"),
     ]
 
 
 async def test_a_long_model_name_is_cut_to_the_column_width() -> None:
     events = await parse(sse(chunk("a", model="n" * 500, finish="stop")))
 
-    assert events[-1] == StreamEnd(model="n" * MAX_MODEL_NAME, usage=Usage(None, None))
+    assert events[-1] == StreamEnd(
+        model="n" * MAX_MODEL_NAME, usage=Usage(None, None), finish_reason="stop"
+    )
 
 
 async def test_json_orjson_refuses_is_accepted_as_before() -> None:
@@ -138,14 +148,16 @@ async def test_json_orjson_refuses_is_accepted_as_before() -> None:
 
     assert await parse(body) == [
         Delta("x"),
-        StreamEnd(model="m", usage=Usage(1, None)),  # 10**20: implausible
+        StreamEnd(
+            model="m", usage=Usage(1, None), finish_reason="stop"
+        ),  # 10**20: implausible
     ]
 
 
 async def test_choices_that_are_not_a_list_are_ignored() -> None:
     body = sse({"model": "m", "choices": 5}, chunk("a", finish="stop"))
 
-    assert await parse(body) == [Delta("a"), StreamEnd("m", Usage(None, None))]
+    assert await parse(body) == [Delta("a"), StreamEnd("m", Usage(None, None), "stop")]
 
 
 @pytest.mark.parametrize(
@@ -197,7 +209,9 @@ def completion_body(content: Any, model: Any = "m") -> bytes:
 
 def test_a_completion_is_parsed() -> None:
     assert parse_completion(completion_body("Hi\ud800"), default_model="d") == (
-        Completion(text="Hi\ufffd", model="m", usage=Usage(3, None))
+        Completion(
+            text="Hi\ufffd", model="m", usage=Usage(3, None), finish_reason="stop"
+        )
     )
 
 
@@ -213,3 +227,87 @@ def test_a_completion_is_parsed() -> None:
 def test_broken_completions_raise(body: bytes, reason: str) -> None:
     with pytest.raises(UpstreamError, match=reason):
         parse_completion(body, default_model="d")
+
+
+# Tool calls (the OpenAI API): passed on as sent, but storable.
+
+CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "f\u0000", "arguments": '{"a": "\ud800"}'},
+}
+CLEAN_CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "f\ufffd", "arguments": '{"a": "\ufffd"}'},
+}
+
+
+def test_a_completion_of_tool_calls_is_parsed() -> None:
+    body = json.dumps(
+        {
+            "model": "m",
+            "choices": [
+                {
+                    "message": {"content": None, "tool_calls": [CALL, "junk"]},
+                    "finish_reason": "tool_calls",
+                }
+            ],
+        }
+    ).encode()
+
+    assert parse_completion(body, default_model="d") == Completion(
+        text="",
+        model="m",
+        usage=Usage(None, None),
+        tool_calls=(CLEAN_CALL,),
+        finish_reason="tool_calls",
+    )
+
+
+async def test_streamed_tool_calls_come_as_deltas() -> None:
+    first = {"index": 0, **CALL}
+    rest = {"index": 0, "function": {"arguments": "}"}}
+    body = sse(
+        {
+            "model": "m",
+            "choices": [{"delta": {"role": "assistant", "tool_calls": [first]}}],
+        },
+        {"model": "m", "choices": [{"delta": {"tool_calls": [rest]}}]},
+        {"model": "m", "choices": [{"delta": {}, "finish_reason": "tool_calls"}]},
+    )
+
+    assert await parse(body) == [
+        Delta("", ({"index": 0, **CLEAN_CALL},)),
+        Delta("", (rest,)),
+        StreamEnd("m", Usage(None, None), "tool_calls"),
+    ]
+
+
+async def test_streamed_tool_calls_count_towards_the_size_limit() -> None:
+    calls = [{"index": 0, "function": {"arguments": "x" * 3000}}]
+    body = sse(*[{"choices": [{"delta": {"tool_calls": calls}}]}] * 2)
+
+    with pytest.raises(UpstreamError, match="too large"):
+        await parse(body, limit=4096)
+
+
+def test_tool_calls_nested_too_deeply_are_an_invalid_response() -> None:
+    nested: Any = "x"
+    for _ in range(900):
+        nested = [nested]
+    call = {"id": "c", "function": {"name": "f", "arguments": nested}}
+    body = json.dumps(
+        {"choices": [{"message": {"content": None, "tool_calls": [call]}}]}
+    ).encode()
+
+    with pytest.raises(UpstreamError, match="nested too deeply"):
+        parse_completion(body, default_model="d")
+
+
+def test_an_odd_finish_reason_is_stop() -> None:
+    body = json.dumps(
+        {"choices": [{"message": {"content": "a"}, "finish_reason": {"x": 1}}]}
+    ).encode()
+
+    assert parse_completion(body, default_model="d").finish_reason == "stop"

@@ -58,6 +58,7 @@ async def test_ask_returns_the_full_question_shape(
         "upstream_model",
         "status",
         "error",
+        "tool_calls",
         "usage",
         "latency_ms",
         "created_at",

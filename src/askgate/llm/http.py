@@ -61,18 +61,21 @@ class LLMClient:
         return f"LLMClient(base_url={self.base_url!r}, model={self.model!r})"
 
     def _body(self, params: ChatParams, *, stream: bool) -> bytes:
+        messages = (
+            params.messages
+            if params.messages is not None
+            else (*self._system_messages, {"role": "user", "content": params.content})
+        )
         payload: dict[str, Any] = {
+            **(params.options or {}),
             "model": self.model,
-            "messages": [
-                *self._system_messages,
-                {"role": "user", "content": params.content},
-            ],
+            "messages": messages,
             "max_tokens": params.max_tokens,
             "stream": stream,
         }
         if params.temperature is not None:
             payload["temperature"] = params.temperature
-        if stream:
+        if stream:  # always: the quota and the records need the real usage
             payload["stream_options"] = _INCLUDE_USAGE
         return dumps(payload)
 

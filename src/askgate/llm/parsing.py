@@ -15,8 +15,9 @@ from typing import Any
 
 import orjson
 
+from askgate.jsonbytes import dumps
 from askgate.llm.errors import UpstreamError, invalid_response, too_large
-from askgate.llm.types import Completion, Delta, StreamEnd, Usage
+from askgate.llm.types import Completion, Delta, StreamEnd, ToolCall, Usage
 
 MAX_STREAM_LINE_BYTES = 256 * 1024
 MAX_MODEL_NAME = 200  # the width of questions.upstream_model
@@ -35,14 +36,22 @@ def parse_completion(body: bytes, *, default_model: str) -> Completion:
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices:
         raise invalid_response("no choices")
-    message = choices[0].get("message") if isinstance(choices[0], dict) else None
-    text = message.get("content") if isinstance(message, dict) else None
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise invalid_response("no message")
+    text = message.get("content")
+    tool_calls = _tool_calls(message.get("tool_calls"))
+    if text is None and tool_calls:
+        text = ""  # an answer made of tool calls only
     if not isinstance(text, str):
         raise invalid_response("no message content")
     return Completion(
         text=_storable(text),
         model=_model_name(data.get("model"), default_model),
         usage=_usage(data.get("usage")),
+        tool_calls=tool_calls,
+        finish_reason=_finish_reason(choice.get("finish_reason")),
     )
 
 
@@ -59,7 +68,7 @@ async def parse_events(
     sent_model: Any = None  # the raw name `model` was cleaned from
     usage = Usage(None, None)
     text_bytes = 0
-    finished = False
+    finish_reason = None
     buffer = b""
     async for chunk in chunks:
         buffer += chunk
@@ -72,7 +81,7 @@ async def parse_events(
                 continue  # comments, event names, ids, blank separators
             data = line[5:].strip()
             if data == b"[DONE]":
-                yield StreamEnd(model=model, usage=usage)
+                yield StreamEnd(model, usage, finish_reason)
                 return
             event = _parse_event(data)
             name = event.get("model")
@@ -88,22 +97,29 @@ async def parse_events(
                 if not isinstance(choice, dict):
                     continue
                 delta = choice.get("delta")
-                text = delta.get("content") if isinstance(delta, dict) else None
-                if isinstance(text, str) and text:
-                    # isascii() is O(1): most deltas skip the encoding
-                    text_bytes += (
-                        len(text)
-                        if text.isascii()
-                        else len(text.encode("utf-8", "surrogatepass"))
-                    )
-                    if text_bytes > limit:
-                        raise too_large(limit)
-                    yield Delta(_storable(text))
+                if isinstance(delta, dict):
+                    text = delta.get("content")
+                    if not isinstance(text, str):
+                        text = ""
+                    calls = delta.get("tool_calls")
+                    tool_calls = _tool_calls(calls) if calls else ()
+                    if text or tool_calls:
+                        # isascii() is O(1): most deltas skip the encoding
+                        text_bytes += (
+                            len(text)
+                            if text.isascii()
+                            else len(text.encode("utf-8", "surrogatepass"))
+                        )
+                        if tool_calls:  # rare: measured as the JSON they make
+                            text_bytes += len(dumps(tool_calls))
+                        if text_bytes > limit:
+                            raise too_large(limit)
+                        yield Delta(_storable(text), tool_calls)
                 if choice.get("finish_reason"):
-                    finished = True
-    if not finished:
+                    finish_reason = _finish_reason(choice["finish_reason"])
+    if finish_reason is None:
         raise UpstreamError("The LLM upstream stream ended before the answer did")
-    yield StreamEnd(model=model, usage=usage)
+    yield StreamEnd(model, usage, finish_reason)
 
 
 def _loads(data: bytes, not_json: str) -> Any:
@@ -142,6 +158,35 @@ def _count(value: Any) -> int | None:
     if type(value) is not int or not 0 <= value <= MAX_TOKEN_COUNT:
         return None
     return value
+
+
+def _tool_calls(value: Any) -> tuple[ToolCall, ...]:
+    """The tool calls of a message or delta, as sent but storable: objects
+    only, each string cleaned (see `_storable`)."""
+    if not isinstance(value, list):
+        return ()
+    try:
+        return tuple(_clean(call) for call in value if isinstance(call, dict))
+    except RecursionError:
+        raise invalid_response("tool calls nested too deeply") from None
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return _storable(value)
+    if isinstance(value, dict):
+        return {_storable(str(key)): _clean(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clean(item) for item in value]
+    return value
+
+
+def _finish_reason(value: Any) -> str:
+    """Why the answer ended: OpenAI's word for it, or "stop" for anything
+    that is no short string (any true value ends an answer)."""
+    if isinstance(value, str) and 0 < len(value) <= 32:
+        return _storable(value)
+    return "stop"
 
 
 def _storable(text: str) -> str:

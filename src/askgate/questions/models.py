@@ -1,7 +1,8 @@
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from askgate.db import Base, UTCDateTime, utcnow
@@ -39,6 +40,11 @@ class Question(Base):
         )
     )
     error: Mapped[str | None] = mapped_column(Text)
+    # A question asked through the OpenAI API (/v1) keeps its whole conversation
+    # here, `content` holding its last user message; None for POST /questions.
+    messages: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # The tool calls the model answered with (OpenAI's shape), if any.
+    tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     prompt_tokens: Mapped[int | None]
     completion_tokens: Mapped[int | None]
     latency_ms: Mapped[int]

@@ -1,22 +1,17 @@
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
-from starlette.background import BackgroundTask
 
 from askgate.auth.deps import AdminUser, CurrentUser
 from askgate.db import SessionDep
-from askgate.disconnect import (
-    CLIENT_CLOSED_REQUEST,
-    ClientDisconnected,
-    unless_disconnected,
-)
 from askgate.errors import UpstreamUnavailable, error_responses
 from askgate.questions import service
 from askgate.questions.deps import OwnedQuestion
+from askgate.questions.responding import respond
 from askgate.questions.schemas import QuestionCreate, QuestionRead
 from askgate.runtime import Runtime, RuntimeDep
 from askgate.schemas import ErrorDetail
-from askgate.sse import EventStreamResponse
 from askgate.throttle import RATE_LIMIT_HEADERS
 from askgate.users import service as users_service
 
@@ -103,9 +98,8 @@ async def ask(
     data: QuestionCreate,
     user: CurrentUser,
 ) -> Response:
-    # The runtime straight from the app and the rate limit counted here rather
-    # than through dependencies: FastAPI spends ~15 us solving each one, on the
-    # busiest route.
+    # The runtime straight from the app rather than through a dependency:
+    # FastAPI spends ~15 us solving each one, on the busiest route.
     runtime: Runtime = request.app.state.runtime
     if runtime.models is None:
         raise UpstreamUnavailable("No LLM upstream is configured")
@@ -113,48 +107,33 @@ async def ask(
     # is refused before the question counts against the rate limit.
     model = runtime.models.get(data.model)
     params = service.chat_params(data, model, runtime.settings)
-    limiter = runtime.limiter
-    rate_limit = await limiter.count_question(user.id)
-    # Held until the question ends, however it ends: by the stream's response
-    # once it is returned, by this handler until then.
-    slot = await limiter.take_question_slot(user.id, rate_limit)
-    handed_over = False
-    try:
-        if data.stream:
-            events = await service.ask_streaming(
-                ledger=runtime.ledger,
-                model=model,
-                params=params,
-                settings=runtime.settings,
-                caller=user,
-            )
-            handed_over = True
-            return EventStreamResponse(
-                events,
-                headers=rate_limit.headers(),
-                # A client that reads nothing for that long is treated as gone:
-                # the patience askgate has with a silent upstream.
-                send_timeout=runtime.settings.llm_read_timeout,
-                background=BackgroundTask(limiter.end_question, slot),
-            )
-        work = service.ask(
+
+    async def stream() -> AsyncGenerator[dict[str, Any]]:
+        return await service.ask_streaming(
             ledger=runtime.ledger,
             model=model,
             params=params,
             settings=runtime.settings,
             caller=user,
         )
-        question = await unless_disconnected(request, work)
-    except ClientDisconnected:  # stored as cancelled by the service
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
-    finally:
-        if not handed_over:
-            await limiter.end_question(slot)
-    return Response(
-        question.model_dump_json(),
+
+    async def complete() -> bytes:
+        question = await service.ask(
+            ledger=runtime.ledger,
+            model=model,
+            params=params,
+            settings=runtime.settings,
+            caller=user,
+        )
+        return question.model_dump_json().encode()
+
+    return await respond(
+        request,
+        runtime,
+        user,
+        stream=stream if data.stream else None,
+        complete=complete,
         status_code=status.HTTP_201_CREATED,
-        headers=rate_limit.headers(),
-        media_type="application/json",
     )
 
 

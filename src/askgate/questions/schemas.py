@@ -67,6 +67,10 @@ class QuestionRead(Schema):
     )
     status: QuestionStatus
     error: str | None = Field(description="Why the question failed, if it did")
+    tool_calls: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="The tool calls the model answered with (OpenAI API only)",
+    )
     usage: UsageRead
     latency_ms: int
     created_at: datetime
@@ -83,6 +87,7 @@ class QuestionRead(Schema):
                     "upstream_model": "smollm2-135m-instruct",
                     "status": "answered",
                     "error": None,
+                    "tool_calls": None,
                     "usage": {"prompt_tokens": 36, "completion_tokens": 8},
                     "latency_ms": 412,
                     "created_at": "2026-11-25T13:05:00Z",
@@ -104,6 +109,7 @@ class QuestionRead(Schema):
             upstream_model=row["upstream_model"],
             status=row["status"],
             error=row["error"],
+            tool_calls=row["tool_calls"],
             usage=UsageRead.model_construct(
                 prompt_tokens=row["prompt_tokens"],
                 completion_tokens=row["completion_tokens"],
@@ -123,6 +129,7 @@ class QuestionRead(Schema):
             upstream_model=question.upstream_model,
             status=question.status,
             error=question.error,
+            tool_calls=question.tool_calls,
             usage=UsageRead(
                 prompt_tokens=question.prompt_tokens,
                 completion_tokens=question.completion_tokens,

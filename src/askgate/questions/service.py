@@ -8,9 +8,12 @@ share of one group-committed transaction that reserves its tokens before the cal
 
 No database session is open while the LLM works. A failed or cancelled question
 is stored too, with whatever part of the answer arrived, and pays for what the
-upstream reported or delivered (`_Attempt.cost`). Whatever fails while storing,
+upstream reported or delivered (`Attempt.cost`). Whatever fails while storing,
 the client gets a 502 or an `error` event, and the question is stored as failed
-or at least its reservation released (`_Attempt._salvage`).
+or at least its reservation released (`Attempt._salvage`).
+
+The OpenAI API (askgate.openai_api) asks through the same steps: `open_attempt`,
+then `complete` or `relay`, which store the question however it ends.
 """
 
 import logging
@@ -33,6 +36,7 @@ from askgate.errors import (
     UpstreamTimedOut,
     UpstreamUnavailable,
 )
+from askgate.jsonbytes import dumps
 from askgate.llm.errors import (
     UpstreamBusy,
     UpstreamError,
@@ -40,7 +44,15 @@ from askgate.llm.errors import (
     retry_after_header,
 )
 from askgate.llm.registry import Model
-from askgate.llm.types import ChatClient, ChatParams, Delta, StreamEnd, Usage
+from askgate.llm.types import (
+    ChatClient,
+    ChatParams,
+    Completion,
+    Delta,
+    StreamEnd,
+    ToolCall,
+    Usage,
+)
 from askgate.questions.ledger import AccountDeleted, Ledger
 from askgate.questions.models import Question, QuestionStatus
 from askgate.questions.schemas import QuestionCreate, QuestionRead
@@ -59,7 +71,7 @@ class StoreFailed(UpstreamFailed):
 
 
 @dataclass
-class _Attempt:
+class Attempt:
     """One question in flight, until it is stored."""
 
     user_id: int
@@ -69,9 +81,41 @@ class _Attempt:
     prompt_estimate: int  # at most what the prompt costs (quota.prompt_bound)
     streaming: bool
     reservation: quota.Reservation | None  # None: no quota applies
+    messages: list[dict[str, Any]] | None = None  # the conversation (/v1)
     created_at: datetime = field(default_factory=utcnow)
     started: float = field(default_factory=time.monotonic)
     parts: list[str] = field(default_factory=list)
+    # The tool calls answered so far, by index: streamed ones arrive in pieces.
+    calls: dict[int, ToolCall] = field(default_factory=dict)
+
+    def add(self, delta: Delta) -> None:
+        if delta.text:
+            self.parts.append(delta.text)
+        for piece in delta.tool_calls:
+            _merge_tool_call(self.calls, piece)
+
+    def tool_calls(self) -> list[ToolCall] | None:
+        return [self.calls[index] for index in sorted(self.calls)] or None
+
+    def _answer_bound(self) -> int:
+        """At most how many tokens the answer so far makes (text and tool calls),
+        never more than the upstream was told to make."""
+        answer = quota.token_bound("".join(self.parts))
+        if self.calls:
+            answer += len(dumps(self.tool_calls()))
+        return min(answer, self.max_tokens)
+
+    def counted(self, usage: Usage) -> Usage:
+        """The usage to report: the upstream's, and an estimate erring high
+        (quota.token_bound) for what it did not report."""
+        return Usage(
+            self.prompt_estimate
+            if usage.prompt_tokens is None
+            else usage.prompt_tokens,
+            self._answer_bound()
+            if usage.completion_tokens is None
+            else usage.completion_tokens,
+        )
 
     def cost(self, status: QuestionStatus, usage: Usage) -> int:
         """What the question is charged: what the upstream reported, and an
@@ -84,12 +128,12 @@ class _Attempt:
         """
         if status is QuestionStatus.CANCELLED and not self.streaming:
             return self.prompt_estimate + self.max_tokens
-        if status is QuestionStatus.FAILED and not self.parts:
+        if status is QuestionStatus.FAILED and not (self.parts or self.calls):
             return quota.spent(usage, prompt_estimate=0, answer_estimate=0)
-        # The upstream was told to stop at max_tokens.
-        answer = min(quota.token_bound("".join(self.parts)), self.max_tokens)
         return quota.spent(
-            usage, prompt_estimate=self.prompt_estimate, answer_estimate=answer
+            usage,
+            prompt_estimate=self.prompt_estimate,
+            answer_estimate=self._answer_bound(),
         )
 
     def _settlement(self, cost: int) -> quota.Settlement:
@@ -124,6 +168,8 @@ class _Attempt:
             "upstream_model": upstream_model,
             "status": status,
             "error": error,
+            "messages": self.messages,
+            "tool_calls": self.tool_calls(),
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
             "latency_ms": round((time.monotonic() - self.started) * 1000),
@@ -192,17 +238,39 @@ def chat_params(data: QuestionCreate, model: Model, settings: Settings) -> ChatP
     )
 
 
-async def _begin(
+def _merge_tool_call(calls: dict[int, ToolCall], piece: ToolCall) -> None:
+    """Add a streamed piece of a tool call to the call it continues (its
+    `index`): the id, type and name arrive whole, the arguments in pieces."""
+    index = piece.get("index")
+    call = calls.setdefault(
+        index if type(index) is int else len(calls),
+        {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+    )
+    for key in ("id", "type"):
+        if isinstance(piece.get(key), str):
+            call[key] = piece[key]
+    function = piece.get("function")
+    if isinstance(function, dict):
+        if isinstance(function.get("name"), str):
+            call["function"]["name"] = function["name"]
+        if isinstance(function.get("arguments"), str):
+            call["function"]["arguments"] += function["arguments"]
+
+
+async def open_attempt(
+    *,
     ledger: Ledger,
     model: Model,
-    params: ChatParams,
     settings: Settings,
     caller: Caller,
-    stream: bool,
-) -> _Attempt:
-    """The attempt, holding the most the question can cost from the quota;
-    raises QuotaExceeded (429) instead."""
-    prompt_estimate = quota.prompt_bound(params.content, settings.llm_system_prompt)
+    params: ChatParams,
+    content: str,
+    prompt_estimate: int,
+    streaming: bool,
+    messages: list[dict[str, Any]] | None = None,
+) -> Attempt:
+    """The attempt holding the most the question can cost from the quota (its
+    max_tokens and `prompt_estimate`); raises QuotaExceeded (429) instead."""
     limit = quota.limit_for(caller.daily_token_quota, settings.daily_token_quota)
     reservation = None
     if limit is not None:
@@ -214,18 +282,39 @@ async def _begin(
                 requested_at=utcnow(),
             )
         )
-    return _Attempt(
+    return Attempt(
         user_id=caller.id,
-        content=params.content,
+        content=content,
         model=model.name,
         max_tokens=params.max_tokens,
         prompt_estimate=prompt_estimate,
-        streaming=stream,
+        streaming=streaming,
         reservation=reservation,
+        messages=messages,
     )
 
 
-def _http_error(exc: UpstreamError, question: QuestionRead) -> Exception:
+async def _begin(
+    ledger: Ledger,
+    model: Model,
+    params: ChatParams,
+    settings: Settings,
+    caller: Caller,
+    stream: bool,
+) -> Attempt:
+    return await open_attempt(
+        ledger=ledger,
+        model=model,
+        settings=settings,
+        caller=caller,
+        params=params,
+        content=params.content,
+        prompt_estimate=quota.prompt_bound(params.content, settings.llm_system_prompt),
+        streaming=stream,
+    )
+
+
+def http_error(exc: UpstreamError, question: QuestionRead) -> Exception:
     detail = f"{exc.detail} (question {question.id} was stored as failed)"
     if isinstance(exc, UpstreamBusy):
         return UpstreamUnavailable(detail, headers=retry_after_header(exc))
@@ -243,21 +332,33 @@ async def ask(
     caller: Caller,
 ) -> QuestionRead:
     attempt = await _begin(ledger, model, params, settings, caller, stream=False)
+    question, _ = await complete(
+        ledger=ledger, llm=model.client, params=params, attempt=attempt
+    )
+    return question
+
+
+async def complete(
+    *, ledger: Ledger, llm: ChatClient, params: ChatParams, attempt: Attempt
+) -> tuple[QuestionRead, Completion]:
+    """Ask for the whole answer and store the question; raises the HTTP error
+    of a failed upstream call once the question is stored as failed."""
     try:
-        completion = await model.client.complete(params)
+        completion = await llm.complete(params)
     except UpstreamError as exc:
         question = await attempt.store(ledger, QuestionStatus.FAILED, error=exc.detail)
-        raise _http_error(exc, question) from None
+        raise http_error(exc, question) from None
     except BaseException as exc:
         await attempt.store_interrupted(ledger, exc)
         raise
-    attempt.parts.append(completion.text)
-    return await attempt.store(
+    attempt.add(Delta(completion.text, completion.tool_calls))
+    question = await attempt.store(
         ledger,
         QuestionStatus.ANSWERED,
         usage=completion.usage,
         upstream_model=completion.model,
     )
+    return question, completion
 
 
 async def ask_streaming(
@@ -277,58 +378,87 @@ async def ask_streaming(
     return _stream(ledger=ledger, llm=model.client, params=params, attempt=attempt)
 
 
-async def _stream(
-    *, ledger: Ledger, llm: ChatClient, params: ChatParams, attempt: _Attempt
-) -> AsyncGenerator[dict[str, Any]]:
-    """SSE payloads: deltas, then one `done` (with the stored question) or `error`."""
-    end: StreamEnd | None = None
+@dataclass(frozen=True, slots=True)
+class StreamOutcome:
+    """How a relayed stream ended, once its question is stored."""
+
+    usage: Usage  # as the upstream reported it
+    finish_reason: str | None
+    question: QuestionRead | None  # None: the question could not be kept
+    error: str | None  # why it failed (the upstream, or its storage); None: answered
+
+
+async def relay(
+    *, ledger: Ledger, llm: ChatClient, params: ChatParams, attempt: Attempt
+) -> AsyncGenerator[Delta | StreamOutcome]:
+    """The upstream's deltas as they arrive, then one StreamOutcome.
+
+    Closed or cancelled before its end (the client left), it stores what
+    arrived as cancelled, and the upstream request is closed at once.
+    """
+    end: StreamEnd | None = None  # None: the upstream did not finish
     try:
         # aclosing: if the client leaves between two deltas, the upstream
         # request is closed now, not whenever the generator is collected.
         async with aclosing(llm.stream(params)) as events:
             async for event in events:
                 if isinstance(event, Delta):
-                    attempt.parts.append(event.text)
-                    yield {"type": "delta", "text": event.text}
+                    attempt.add(event)
+                    yield event
                 else:
                     end = event
     except UpstreamError as exc:
-        yield await _last_event(
-            ledger, attempt, QuestionStatus.FAILED, error=exc.detail
-        )
+        yield await _outcome(ledger, attempt, end, QuestionStatus.FAILED, exc.detail)
         return
     except BaseException as exc:  # the client left (cancelled, or closed at a yield)
         await attempt.store_interrupted(ledger, exc)
         raise
-    yield await _last_event(
-        ledger,
-        attempt,
-        QuestionStatus.ANSWERED,
-        usage=end.usage if end else NO_USAGE,
-        upstream_model=end.model if end else None,
-    )
+    yield await _outcome(ledger, attempt, end, QuestionStatus.ANSWERED, None)
 
 
-async def _last_event(
+async def _outcome(
     ledger: Ledger,
-    attempt: _Attempt,
+    attempt: Attempt,
+    end: StreamEnd | None,
     status: QuestionStatus,
-    *,
-    error: str | None = None,
-    usage: Usage = NO_USAGE,
-    upstream_model: str | None = None,
-) -> dict[str, Any]:
-    """Store the streamed question; the stream's last event says how it ended:
-    `done` with the question, or `error` (the upstream failed, or the question
-    could not be kept)."""
+    error: str | None,
+) -> StreamOutcome:
+    usage = end.usage if end else NO_USAGE
+    finish_reason = end.finish_reason if end else None
     try:
         question = await attempt.store(
-            ledger, status, error=error, usage=usage, upstream_model=upstream_model
+            ledger,
+            status,
+            error=error,
+            usage=usage,
+            upstream_model=end.model if end else None,
         )
     except DomainError as exc:
-        return {"type": "error", "detail": exc.detail}
-    if status is QuestionStatus.FAILED:
-        return {"type": "error", "detail": error, "question_id": question.id}
+        return StreamOutcome(usage, finish_reason, None, exc.detail)
+    return StreamOutcome(usage, finish_reason, question, error)
+
+
+async def _stream(
+    *, ledger: Ledger, llm: ChatClient, params: ChatParams, attempt: Attempt
+) -> AsyncGenerator[dict[str, Any]]:
+    """SSE payloads: deltas, then one `done` (with the stored question) or
+    `error` (the upstream failed, or the question could not be kept)."""
+    async with aclosing(
+        relay(ledger=ledger, llm=llm, params=params, attempt=attempt)
+    ) as events:
+        async for event in events:
+            if isinstance(event, StreamOutcome):
+                yield _last_event(event)
+            elif event.text:
+                yield {"type": "delta", "text": event.text}
+
+
+def _last_event(outcome: StreamOutcome) -> dict[str, Any]:
+    question = outcome.question
+    if question is None:
+        return {"type": "error", "detail": outcome.error}
+    if outcome.error is not None:
+        return {"type": "error", "detail": outcome.error, "question_id": question.id}
     return {"type": "done", "question": question.model_dump(mode="json")}
 
 
