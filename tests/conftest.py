@@ -54,6 +54,15 @@ async def fake_upstream() -> AsyncIterator[FakeUpstream]:
 
 
 @pytest.fixture
+async def second_upstream() -> AsyncIterator[FakeUpstream]:
+    """Another fake upstream, for a second model (tests of the models file)."""
+    upstream = FakeUpstream()
+    await upstream.start()
+    yield upstream
+    await upstream.stop()
+
+
+@pytest.fixture
 def settings(
     database_path: Path, tmp_path: Path, fake_upstream: FakeUpstream
 ) -> Settings:

@@ -8,7 +8,7 @@ against the fake upstream; what a caller sees goes through HTTP.
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -393,14 +393,6 @@ async def test_a_waiter_gives_up_after_the_queue_timeout(
 
 
 # Fallbacks
-
-
-@pytest.fixture
-async def second_upstream() -> AsyncIterator[FakeUpstream]:
-    upstream = FakeUpstream()
-    await upstream.start()
-    yield upstream
-    await upstream.stop()
 
 
 def two_upstreams(

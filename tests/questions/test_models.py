@@ -4,7 +4,6 @@ with its own circuit breaker and fallbacks, and the model's name stored."""
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,6 @@ from tests.fake_upstream import FakeUpstream, answer_for
 ALPHA_KEY = "sk-alpha-secret-0123456789"
 BETA_KEY = "sk-beta-secret-0123456789"
 BETA_LIMIT = 32
-
-
-@pytest.fixture
-async def second_upstream() -> AsyncIterator[FakeUpstream]:
-    upstream = FakeUpstream()
-    await upstream.start()
-    yield upstream
-    await upstream.stop()
 
 
 def models_file(
