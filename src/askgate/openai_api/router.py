@@ -122,14 +122,15 @@ async def chat_completions(
 @router.get(
     "/models",
     summary="The models (OpenAI)",
-    description="The models askgate offers, in OpenAI's list shape.",
+    description=(
+        "The models askgate offers (ASKGATE_MODELS_FILE, in its order: the "
+        "first is the default of POST /questions), in OpenAI's list shape."
+    ),
     responses=_errors(401),
 )
 async def list_models(user: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [_model(model.name) for model in catalog.registry(runtime)],
-    }
+    models = runtime.models or ()  # none: no upstream is configured at all
+    return {"object": "list", "data": [_model(model.name) for model in models]}
 
 
 @router.get(
