@@ -134,3 +134,14 @@ async def test_an_unknown_model_names_every_model(
     assert error["code"] == "model_not_found"
     assert error["message"] == "No model is named 'gamma'; the models are: alpha, beta"
     assert fake_upstream.requests == second_upstream.requests == []
+
+
+async def test_a_long_unknown_name_is_quoted_back_cut(sdk: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as raised:
+        await sdk.models.retrieve("g" * 5000)
+
+    error = error_of(raised.value)
+    assert error["code"] == "model_not_found"
+    assert error["message"] == (
+        f"No model is named {'g' * 200!r}; the models are: alpha, beta"
+    )

@@ -27,13 +27,18 @@ from askgate.llm.resilience import (
     build_upstream,
 )
 
+# An unknown name is quoted back cut to this length: GET /v1/models/{name}
+# takes any length the URL allows.
+_SHOWN_NAME = 200
+
 
 class UnknownModel(NotFound):
     """No model has that name (a 404); `names` are the ones there are."""
 
     def __init__(self, name: str, names: Sequence[str]) -> None:
         super().__init__(
-            f"No model is named {name!r}; the models are: {', '.join(names)}"
+            f"No model is named {name[:_SHOWN_NAME]!r}; the models are: "
+            f"{', '.join(names)}"
         )
         self.name = name
         self.names = tuple(names)
