@@ -294,3 +294,20 @@ async def test_no_api_key_in_logs_health_or_answers(
             assert key not in str(response.headers)
         assert key not in caplog.text
         assert key not in repr(runtime.models)
+
+
+async def test_a_failed_stream_keeps_the_models_name_and_no_upstream_model(
+    client: httpx.AsyncClient,
+    user_headers: dict[str, str],
+    second_upstream: FakeUpstream,
+) -> None:
+    """No upstream finished the stream, so none is named as having answered."""
+    second_upstream.mode = "status_500"  # beta has no fallback
+    response = await ask(client, user_headers, model="beta", stream=True)
+
+    assert response.status_code == 200
+    assert '"type":"error"' in response.text.replace(" ", "")
+    history = await client.get("/questions/me", headers=user_headers)
+    assert [(q["model"], q["upstream_model"], q["status"]) for q in history.json()] == [
+        ("beta", None, "failed")
+    ]
