@@ -7,11 +7,14 @@ A store, once submitted, completes whatever happens to the request that asked
 for it: a client leaving at that moment neither loses the question nor leaves
 its reservation held.
 
-A user may be deleted while their question is in flight. Each transaction first
-locks the rows of the batch's users (PostgreSQL: FOR KEY SHARE, which a DELETE
-waits for; SQLite: its write lock already excludes one) and drops the writes of
-users who are gone: the question goes with its user, and the rest of the batch
-is written as usual instead of failing on a foreign key.
+A user may be deleted while their question is in flight. Their rows then break
+a foreign key, which fails the whole batch; only then (it is rare, and looking
+the users up costs every batch a statement) is the batch written again, in a
+transaction that first locks the rows of the batch's users (PostgreSQL: FOR KEY
+SHARE, which a DELETE waits for; SQLite: its write lock already excludes one) and
+drops the writes of users who are gone: the question goes with its user, and the
+rest of the batch is written as usual. The foreign keys' own checks lock the
+users' rows the same way on the first try, so no deletion slips between.
 """
 
 import asyncio
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from askgate.db import Database
@@ -111,8 +115,19 @@ class Ledger:
     async def _reserve(
         self, requests: Sequence[quota.ReservationRequest]
     ) -> list[Outcome[quota.Reservation]]:
+        try:
+            return await self._reserve_for(requests, check_users=False)
+        except IntegrityError:  # a user deleted meanwhile (module doc)
+            return await self._reserve_for(requests, check_users=True)
+
+    async def _reserve_for(
+        self, requests: Sequence[quota.ReservationRequest], *, check_users: bool
+    ) -> list[Outcome[quota.Reservation]]:
+        user_ids = [r.user_id for r in requests]
         async with self._db.write() as session:
-            present = await _lock_users(session, (r.user_id for r in requests))
+            present = (
+                await _lock_users(session, user_ids) if check_users else set(user_ids)
+            )
             kept = [r for r in requests if r.user_id in present]
             reserved = iter(
                 await quota.reserve_many(session=session, requests=kept) if kept else ()
@@ -125,9 +140,18 @@ class Ledger:
     async def _store(
         self, questions: Sequence[NewQuestion]
     ) -> list[Outcome[int | None]]:
+        try:
+            return await self._store_for(questions, check_users=False)
+        except IntegrityError:  # a user deleted meanwhile (module doc)
+            return await self._store_for(questions, check_users=True)
+
+    async def _store_for(
+        self, questions: Sequence[NewQuestion], *, check_users: bool
+    ) -> list[Outcome[int | None]]:
+        user_ids = [q.settlement.user_id for q in questions]
         async with self._db.write() as session:
-            present = await _lock_users(
-                session, (q.settlement.user_id for q in questions)
+            present = (
+                await _lock_users(session, user_ids) if check_users else set(user_ids)
             )
             kept = [q for q in questions if q.settlement.user_id in present]
             rows = [q.row for q in kept if q.row is not None]
