@@ -24,6 +24,7 @@ TABLES = {
     "questions",
     "token_usage",
     "auth_epoch",
+    "api_keys",
 }
 
 
