@@ -75,9 +75,7 @@ def upgrade() -> None:
                 f"BEGIN {BUMP}; END"
             )
     if is_postgresql:
-        op.add_column(
-            "questions", sa.Column("api_key_id", sa.Integer(), nullable=True)
-        )
+        op.add_column("questions", sa.Column("api_key_id", sa.Integer(), nullable=True))
         op.create_foreign_key(
             op.f("fk_questions_api_key_id_api_keys"),
             "questions",

@@ -12,6 +12,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from askgate import __version__
+from askgate.api_keys.last_used import LastUsed
+from askgate.api_keys.router import admin_router as api_keys_admin_router
+from askgate.api_keys.router import router as api_keys_router
 from askgate.auth.cache import CallerCache
 from askgate.auth.router import router as auth_router
 from askgate.auth.security import limit_concurrent_hashing
@@ -100,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         ledger = Ledger(db)
         callers = CallerCache(db, settings.signing_key())
+        key_uses = LastUsed(db)
         try:
             app.state.runtime = Runtime(
                 settings=settings,
@@ -109,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 limiter=limiter,
                 callers=callers,
                 ledger=ledger,
+                key_uses=key_uses,
             )
             await _ensure_first_admin(first_admin, db)
             # Everything built so far (modules, FastAPI's routes and models,
@@ -121,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             gc.unfreeze()
             await ledger.drain()
+            await key_uses.drain()
             callers.close()
             await http.close()
             await db.dispose()
@@ -152,7 +158,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     # The busiest routes first: a request is matched against them in order.
-    _add_routes(app, questions_router, users_router, auth_router, health_router)
+    _add_routes(
+        app,
+        questions_router,
+        users_router,
+        api_keys_router,
+        api_keys_admin_router,
+        auth_router,
+        health_router,
+    )
     return app
 
 

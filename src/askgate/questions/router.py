@@ -3,7 +3,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.background import BackgroundTask
 
-from askgate.auth.deps import AdminUser, CurrentUser
+from askgate.auth.deps import AdminUser, CallerOrKey
 from askgate.db import SessionDep
 from askgate.disconnect import (
     CLIENT_CLOSED_REQUEST,
@@ -85,14 +85,17 @@ _ASK_RESPONSES: dict[int | str, dict[str, Any]] = {
         "4) questions being answered at once, streams included, across every "
         "worker and instance sharing `ASKGATE_REDIS_URL`; one more answers 429 "
         "with `Retry-After`, and a slot frees up as soon as a question ends "
-        "(answered, failed or cancelled)."
+        "(answered, failed or cancelled).\n\n"
+        "With a login or a personal API key (`Authorization: Bearer ag-...`): "
+        "both share the user's rate limits and quota; a question asked with a "
+        "key records its `api_key_id`."
     ),
     responses=_ASK_RESPONSES,
 )
 async def ask(
     request: Request,
     data: QuestionCreate,
-    user: CurrentUser,
+    user: CallerOrKey,
 ) -> Response:
     # The runtime straight from the app and the rate limit counted here rather
     # than through dependencies: FastAPI spends ~15 us solving each one, on the
@@ -157,7 +160,7 @@ async def ask(
     responses=error_responses(401),
 )
 async def my_questions(
-    user: CurrentUser,
+    user: CallerOrKey,
     session: SessionDep,
     runtime: RuntimeDep,
     limit: Annotated[int | None, Query(ge=1, le=100)] = None,
@@ -220,7 +223,7 @@ async def read_question(question: OwnedQuestion) -> QuestionRead:
     responses=error_responses(401, 403, 404),
 )
 async def delete_question(
-    question: OwnedQuestion, user: CurrentUser, session: SessionDep
+    question: OwnedQuestion, user: CallerOrKey, session: SessionDep
 ) -> None:
     if question.user_id != user.id:  # as an admin: one still, as this deletes
         await users_service.ensure_still_admin(session=session, actor_id=user.id)

@@ -62,6 +62,7 @@ class _Attempt:
     """One question in flight, until it is stored."""
 
     user_id: int
+    api_key_id: int | None  # the key that asked; None: a login
     content: str
     model: str
     max_tokens: int
@@ -117,6 +118,7 @@ class _Attempt:
         """
         row = {
             "user_id": self.user_id,
+            "api_key_id": self.api_key_id,
             "content": self.content,
             "answer": "".join(self.parts) if self.parts else None,
             "model": model or self.model,
@@ -213,6 +215,7 @@ async def _begin(
         )
     attempt = _Attempt(
         user_id=caller.id,
+        api_key_id=caller.api_key_id,
         content=data.content,
         model=llm.model,
         max_tokens=params.max_tokens,
