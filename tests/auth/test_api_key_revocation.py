@@ -35,13 +35,18 @@ def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
 
 
 @pytest.fixture
-async def other_instance(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def other_app(settings: Settings) -> AsyncIterator[FastAPI]:
     """A second askgate on the same database: another worker or instance."""
     app: FastAPI = create_app(settings.model_copy())
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://b") as c:
-            yield c
+        yield app
+
+
+@pytest.fixture
+async def other_instance(other_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=other_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://b") as c:
+        yield c
 
 
 async def _me(client: httpx.AsyncClient, key: str) -> int:
@@ -166,6 +171,7 @@ async def test_last_used_at_is_written_at_most_once_a_minute_and_empties_no_cach
 
 async def test_another_worker_does_not_write_last_used_at_again_within_the_minute(
     client: httpx.AsyncClient,
+    other_app: FastAPI,
     other_instance: httpx.AsyncClient,
     db: Database,
     runtime: Runtime,
@@ -177,15 +183,9 @@ async def test_another_worker_does_not_write_last_used_at_again_within_the_minut
     first = await _last_used(db, created["id"])
 
     assert await _me(other_instance, created["key"]) == 200
-    await until_written(other_instance)
+    await other_app.state.runtime.key_uses.drain()
 
     assert await _last_used(db, created["id"]) == first
-
-
-async def until_written(client: httpx.AsyncClient) -> None:
-    """The other instance's queued last-use writes, done."""
-    app = client._transport.app  # type: ignore[attr-defined]
-    await app.state.runtime.key_uses.drain()
 
 
 async def test_revoking_a_missing_key_leaves_the_caches_alone(

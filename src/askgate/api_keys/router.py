@@ -45,7 +45,7 @@ _USE = (
         f"{_USE} At most {service.MAX_LIVE_KEYS} keys that have not expired per "
         "user (409 past that). Needs a login."
     ),
-    responses=error_responses(401, 403, 409),
+    responses=error_responses(400, 401, 403, 409),
     dependencies=[NoStore],
 )
 async def create_key(

@@ -1,7 +1,8 @@
 """Asking the LLM and keeping every question.
 
 What one plain question costs, besides the upstream call: the caller check (a
-shared read of the auth epoch, askgate.auth.cache), and a share of one
+shared read of the auth epoch, askgate.auth.cache; with an API key, at most one
+queued last-use write a minute, askgate.api_keys.last_used), and a share of one
 group-committed write transaction that locks its user's row, stores the question
 and counts its tokens (askgate.questions.ledger). Under a daily quota, also a
 share of one group-committed transaction that reserves its tokens before the call.
