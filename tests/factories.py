@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import httpx
 from pwdlib import PasswordHash
@@ -101,3 +102,21 @@ async def until(condition: Callable[[], object], timeout: float = 10) -> None:
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+async def create_api_key(
+    client: httpx.AsyncClient, login_headers: dict[str, str], **fields: object
+) -> dict[str, Any]:
+    """Creates a personal API key over HTTP; returns the 201 body (with `key`)."""
+    response = await client.post(
+        "/users/me/api-keys",
+        json={"name": "test key", **fields},
+        headers=login_headers,
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def key_headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

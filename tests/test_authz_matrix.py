@@ -1,8 +1,11 @@
-"""Who may call what: every route × {anonymous, user, another user, admin}.
+"""Who may call what: every route × {anonymous, user, another user, admin, the
+user's API key, the admin's API key}.
 
 Question routes work on a question owned by "user"; user routes with an id work on
-a separate target account. A new route without a row here fails
-`test_the_matrix_covers_every_documented_route`.
+a separate target account; key routes with an id on a fresh key of "user". A new
+route without a row here fails `test_the_matrix_covers_every_documented_route`.
+A key is accepted only where a caller asks or reads their own data; elsewhere it
+is 403, and it never carries an admin's powers.
 """
 
 import itertools
@@ -17,10 +20,19 @@ from fastapi.routing import APIRoute, iter_route_contexts
 
 from askgate.db import Database
 from askgate.users.models import Role
-from tests.factories import Account, auth_headers, create_user, login
+from tests.factories import (
+    Account,
+    auth_headers,
+    create_api_key,
+    create_user,
+    key_headers,
+    login,
+)
 from tests.fake_upstream import MODEL
 
-ACTORS = ("anonymous", "user", "other", "admin")
+ACTORS = ("anonymous", "user", "other", "admin", "user_key", "admin_key")
+# Whose account a key actor's key belongs to.
+KEY_OWNERS = {"user_key": "user", "admin_key": "admin"}
 _names = itertools.count(1)
 
 
@@ -34,7 +46,9 @@ class World:
     def credentials(self, actor: str) -> Account:
         """Whose credentials an auth route sends: the actor's own, or, for an
         anonymous caller, those of "user" (logging in needs no token)."""
-        return self.accounts["user" if actor == "anonymous" else actor]
+        if actor == "anonymous":
+            return self.accounts["user"]
+        return self.accounts[KEY_OWNERS.get(actor, actor)]
 
 
 @dataclass
@@ -129,6 +143,31 @@ async def _model(world: World, actor: str) -> Call:
     return Call(f"/v1/models/{MODEL}")
 
 
+async def _create_key(world: World, actor: str) -> Call:
+    return Call("/users/me/api-keys", json={"name": f"{actor}'s key"})
+
+
+async def _my_keys(world: World, actor: str) -> Call:
+    return Call("/users/me/api-keys")
+
+
+async def _a_fresh_key_id(world: World) -> int:
+    key = await create_api_key(world.client, world.headers["user"])
+    return int(key["id"])
+
+
+async def _users_key(world: World, actor: str) -> Call:
+    return Call(f"/users/me/api-keys/{await _a_fresh_key_id(world)}")
+
+
+async def _keys(world: World, actor: str) -> Call:
+    return Call("/api-keys")
+
+
+async def _any_key(world: World, actor: str) -> Call:
+    return Call(f"/api-keys/{await _a_fresh_key_id(world)}")
+
+
 async def _health(world: World, actor: str) -> Call:
     return Call("/health")
 
@@ -137,16 +176,34 @@ def _same(status: int) -> dict[str, int]:
     return dict.fromkeys(ACTORS, status)
 
 
-def _authenticated(status: int) -> dict[str, int]:
-    return {"anonymous": 401, "user": status, "other": status, "admin": status}
+def _login(status: int) -> dict[str, int]:
+    """Any login; a key is 403."""
+    return {
+        "anonymous": 401,
+        "user": status,
+        "other": status,
+        "admin": status,
+        "user_key": 403,
+        "admin_key": 403,
+    }
+
+
+def _login_or_key(status: int) -> dict[str, int]:
+    return {**_login(status), "user_key": status, "admin_key": status}
 
 
 def _admin_only(status: int) -> dict[str, int]:
-    return {"anonymous": 401, "user": 403, "other": 403, "admin": status}
+    return {**_login(403), "admin": status}
 
 
 def _owner_or_admin(status: int) -> dict[str, int]:
-    return {"anonymous": 401, "user": status, "other": 404, "admin": status}
+    """A thing of "user": the admin's powers come with a login only."""
+    return {**_login_or_key(status), "other": 404, "admin_key": 404}
+
+
+def _owner(status: int) -> dict[str, int]:
+    """A key of "user", through the owner's own routes: 404 for anyone else."""
+    return {**_login(404), "user": status}
 
 
 # (method, route path as declared, request builder, expected status by actor)
@@ -155,24 +212,29 @@ MATRIX: list[tuple[str, str, CallBuilder, dict[str, int]]] = [
     ("POST", "/auth/token", _token, _same(200)),
     ("POST", "/auth/refresh", _refresh, _same(200)),
     ("POST", "/auth/logout", _logout, _same(204)),
-    ("GET", "/users/me", _me, _authenticated(200)),
-    ("GET", "/users/me/usage", _my_usage, _authenticated(200)),
-    ("PATCH", "/users/me", _update_me, _authenticated(200)),
+    ("GET", "/users/me", _me, _login_or_key(200)),
+    ("GET", "/users/me/usage", _my_usage, _login_or_key(200)),
+    ("PATCH", "/users/me", _update_me, _login(200)),
     # The world's only admin: an active admin always remains.
-    ("DELETE", "/users/me", _me, {**_authenticated(204), "admin": 409}),
+    ("DELETE", "/users/me", _me, {**_login(204), "admin": 409}),
     ("GET", "/users", _users, _admin_only(200)),
     ("POST", "/users", _create_user, _admin_only(201)),
     ("GET", "/users/{user_id}", _target_user, _admin_only(200)),
     ("PATCH", "/users/{user_id}", _update_target_user, _admin_only(200)),
     ("DELETE", "/users/{user_id}", _target_user, _admin_only(204)),
-    ("POST", "/questions", _ask, _authenticated(201)),
-    ("GET", "/questions/me", _my_questions, _authenticated(200)),
+    ("POST", "/users/me/api-keys", _create_key, _login(201)),
+    ("GET", "/users/me/api-keys", _my_keys, _login(200)),
+    ("DELETE", "/users/me/api-keys/{key_id}", _users_key, _owner(204)),
+    ("GET", "/api-keys", _keys, _admin_only(200)),
+    ("DELETE", "/api-keys/{key_id}", _any_key, _admin_only(204)),
+    ("POST", "/questions", _ask, _login_or_key(201)),
+    ("GET", "/questions/me", _my_questions, _login_or_key(200)),
     ("GET", "/questions", _questions, _admin_only(200)),
     ("GET", "/questions/{question_id}", _question, _owner_or_admin(200)),
     ("DELETE", "/questions/{question_id}", _question, _owner_or_admin(204)),
-    ("POST", "/v1/chat/completions", _chat_completion, _authenticated(200)),
-    ("GET", "/v1/models", _models, _authenticated(200)),
-    ("GET", "/v1/models/{name}", _model, _authenticated(200)),
+    ("POST", "/v1/chat/completions", _chat_completion, _login(200)),
+    ("GET", "/v1/models", _models, _login(200)),
+    ("GET", "/v1/models/{name}", _model, _login(200)),
     ("GET", "/health", _health, _same(200)),
 ]
 
@@ -198,6 +260,8 @@ async def world(
         "/questions", json={"content": "Whose is this?"}, headers=user_headers
     )
     assert asked.status_code == 201, asked.text
+    users_key = await create_api_key(client, user_headers)
+    admins_key = await create_api_key(client, admin_headers)
     return World(
         client=client,
         accounts={"user": user, "other": other, "admin": admin, "target": target},
@@ -206,6 +270,8 @@ async def world(
             "user": user_headers,
             "other": await auth_headers(client, other),
             "admin": admin_headers,
+            "user_key": key_headers(users_key["key"]),
+            "admin_key": key_headers(admins_key["key"]),
         },
         question_id=asked.json()["id"],
     )

@@ -1,15 +1,17 @@
 """Property-based fuzzing of every operation in the app's own OpenAPI schema.
 
 Schemathesis generates valid and invalid requests from the schema and sends them
-through its ASGI transport, as a user and as an admin. Any 5xx, undocumented
+through its ASGI transport, as a user and as an admin, each with a login and with
+a personal API key. Any 5xx, undocumented
 status, content type or response shape, accepted invalid input or unenforced
 authentication fails the test.
 
 Schemathesis runs the app (and its lifespan) on its own event loop thread, so the
 fake upstream gets a thread and loop of its own. Destructive operations stay in:
-before every example the two fuzzing accounts and their logins are put back as
-they were (a deleted account is re-created, a changed password or a revoked login
-restored) with a plain synchronous SQLAlchemy session.
+before every example the two fuzzing accounts, their logins and their keys are
+put back as they were (a deleted account is re-created, a changed password, a
+revoked login or key restored, keys made by the fuzzer removed) with a plain
+synchronous SQLAlchemy session.
 """
 
 import asyncio
@@ -39,6 +41,8 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from askgate.api_keys import keys
+from askgate.api_keys.models import ApiKey
 from askgate.app import create_app
 from askgate.auth.models import AuthSession
 from askgate.auth.security import create_access_token
@@ -52,8 +56,8 @@ from tests.fake_upstream import MODEL, FakeUpstream
 
 Case = schemathesis.Case[APIOperation[Any, Any, Any, Any]]
 
-# Examples per operation and generation mode: ~15 operations, both modes, two
-# roles; keeps the module well under a minute on two cores.
+# Examples per operation and generation mode: ~25 operations, both modes, four
+# callers (a login and an API key, of a user and of an admin): ~5,000 examples.
 MAX_EXAMPLES = 25
 CHECKS = [
     not_a_server_error,
@@ -73,11 +77,12 @@ class FuzzAccount:
     username: str
     role: Role
     session_id: str
+    api_key: str  # its id is the account's
 
 
 ACCOUNTS = {
-    Role.USER: FuzzAccount(1, "fuzz-user", Role.USER, "f" * 32),
-    Role.ADMIN: FuzzAccount(2, "fuzz-admin", Role.ADMIN, "a" * 32),
+    Role.USER: FuzzAccount(1, "fuzz-user", Role.USER, "f" * 32, "ag-" + "f" * 43),
+    Role.ADMIN: FuzzAccount(2, "fuzz-admin", Role.ADMIN, "a" * 32, "ag-" + "a" * 43),
 }
 
 
@@ -127,8 +132,16 @@ class Accounts:
             ttl=timedelta(hours=1),
         )
 
+    def key(self, role: Role) -> str:
+        return ACCOUNTS[role].api_key
+
     def reset(self) -> None:
         with Session(self.engine) as session, session.begin():
+            session.execute(
+                sa.delete(ApiKey).where(
+                    ApiKey.id.not_in([a.id for a in ACCOUNTS.values()])
+                )
+            )
             for account in ACCOUNTS.values():
                 # A fuzzed registration or rename may have taken the name.
                 session.execute(
@@ -153,6 +166,17 @@ class Accounts:
                         user_id=account.id,
                         expires_at=utcnow() + timedelta(days=1),
                         revoked_at=None,
+                    )
+                )
+                session.merge(
+                    ApiKey(
+                        id=account.id,
+                        user_id=account.id,
+                        name="fuzz",
+                        prefix=account.api_key[:8],
+                        digest=keys.digest(account.api_key),
+                        created_at=utcnow(),
+                        expires_at=None,
                     )
                 )
 
@@ -270,6 +294,16 @@ def as_admin(fuzz_app: None, accounts: Accounts) -> None:
     CURRENT.token = accounts.token(Role.ADMIN)
 
 
+@pytest.fixture
+def as_user_key(fuzz_app: None, accounts: Accounts) -> None:
+    CURRENT.token = accounts.key(Role.USER)
+
+
+@pytest.fixture
+def as_admin_key(fuzz_app: None, accounts: Accounts) -> None:
+    CURRENT.token = accounts.key(Role.ADMIN)
+
+
 EXAMPLES_RUN: dict[str, int] = {}
 FUZZ_SETTINGS = settings(
     deadline=None,
@@ -309,4 +343,20 @@ def test_fuzz_as_user(case: Case, as_user: None, accounts: Accounts) -> None:
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_fuzz_as_admin(case: Case, as_admin: None, accounts: Accounts) -> None:
+    _run(case, accounts)
+
+
+@schema.parametrize()
+@FUZZ_SETTINGS
+def test_fuzz_with_a_users_key(
+    case: Case, as_user_key: None, accounts: Accounts
+) -> None:
+    _run(case, accounts)
+
+
+@schema.parametrize()
+@FUZZ_SETTINGS
+def test_fuzz_with_an_admins_key(
+    case: Case, as_admin_key: None, accounts: Accounts
+) -> None:
     _run(case, accounts)

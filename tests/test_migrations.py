@@ -24,6 +24,7 @@ TABLES = {
     "questions",
     "token_usage",
     "auth_epoch",
+    "api_keys",
 }
 
 
@@ -320,3 +321,72 @@ def test_question_models_keep_existing_names_both_ways(blank_url: str) -> None:
     migrate.upgrade(blank_url, QUESTION_MODELS)
     again = _rows(blank_url, "SELECT upstream_model FROM questions ORDER BY id")
     assert again == [("upstream-1",), (None,), (None,), ("upstream-2",), (None,)]
+
+
+# --- 20261203_api_keys: keys, their triggers, questions.api_key_id -------------
+
+BEFORE_API_KEYS = "20261203_openai_api"
+_QUESTION = (
+    "INSERT INTO questions (id, user_id, api_key_id, content, model, status, "
+    "latency_ms, created_at) VALUES (:id, 1, :key, 'q', 'm', 'answered', 1, "
+    "CURRENT_TIMESTAMP)"
+)
+_KEY = (
+    "INSERT INTO api_keys (id, user_id, name, prefix, digest, created_at) "
+    "VALUES (:id, 1, 'k', 'ag-abcde', :digest, CURRENT_TIMESTAMP)"
+)
+
+
+def test_api_keys_upgrade_downgrade_upgrade_keeps_every_question(
+    blank_url: str,
+) -> None:
+    migrate.upgrade(blank_url, BEFORE_API_KEYS)
+    _sql(
+        blank_url,
+        "INSERT INTO users (id, username, username_canonical, password_hash, role, "
+        "is_active, created_at, updated_at) VALUES (1, 'bob', 'bob', 'x', 'user', "
+        "true, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+    )
+    _sql(
+        blank_url,
+        "INSERT INTO questions (id, user_id, content, model, status, latency_ms, "
+        "created_at) VALUES (1, 1, 'q', 'm', 'answered', 1, CURRENT_TIMESTAMP)",
+    )
+
+    migrate.upgrade(blank_url)
+    command.check(migrate.alembic_config(blank_url))  # models match, both backends
+    _sql(blank_url, _KEY, {"id": 1, "digest": "1" * 64})
+    _sql(blank_url, _QUESTION, {"id": 2, "key": 1})
+    with pytest.raises(IntegrityError):  # one digest, one key
+        _sql(blank_url, _KEY, {"id": 2, "digest": "1" * 64})
+    epoch = _epoch(blank_url)
+    _sql(blank_url, "UPDATE api_keys SET last_used_at = CURRENT_TIMESTAMP")
+    _sql(blank_url, "UPDATE api_keys SET name = 'renamed'")
+    assert _epoch(blank_url) == epoch  # caches untouched
+    _sql(blank_url, "UPDATE api_keys SET expires_at = CURRENT_TIMESTAMP")
+    assert _epoch(blank_url) == epoch + 1
+    _sql(blank_url, "DELETE FROM api_keys WHERE id = 1")  # revoked
+    assert _epoch(blank_url) == epoch + 2
+    assert _sql(blank_url, "SELECT api_key_id FROM questions WHERE id = 2") == [(None,)]
+    _sql(blank_url, _KEY, {"id": 3, "digest": "3" * 64})
+    _sql(blank_url, _QUESTION, {"id": 3, "key": 3})
+
+    migrate.downgrade(blank_url, BEFORE_API_KEYS)
+    assert _sql(blank_url, "SELECT id FROM questions ORDER BY id") == [
+        (1,),
+        (2,),
+        (3,),
+    ]
+    if blank_url.startswith("sqlite"):
+        path = Path(blank_url.removeprefix("sqlite+aiosqlite:///"))
+        schema = _schema_sql(path)
+        assert "AUTOINCREMENT" in schema["questions"]
+        assert "api_key" not in schema["questions"]
+        assert "ix_questions_user_id_id" in schema
+        assert "api_keys" not in schema
+
+    migrate.upgrade(blank_url)
+    _sql(blank_url, _KEY, {"id": 4, "digest": "4" * 64})
+    _sql(blank_url, _QUESTION, {"id": 4, "key": 4})
+    _sql(blank_url, "DELETE FROM users")  # keys go with their user
+    assert _sql(blank_url, "SELECT count(*) FROM api_keys") == [(0,)]

@@ -12,6 +12,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from askgate import __version__
+from askgate.api_keys.last_used import LastUsed
+from askgate.api_keys.router import admin_router as api_keys_admin_router
+from askgate.api_keys.router import router as api_keys_router
 from askgate.auth.cache import CallerCache
 from askgate.auth.router import router as auth_router
 from askgate.auth.security import limit_concurrent_hashing
@@ -107,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         ledger = Ledger(db)
         callers = CallerCache(db, settings.signing_key())
+        key_uses = LastUsed(db)
         try:
             app.state.runtime = Runtime(
                 settings=settings,
@@ -116,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 limiter=limiter,
                 callers=callers,
                 ledger=ledger,
+                key_uses=key_uses,
             )
             await _ensure_first_admin(first_admin, db)
             # Everything built so far (modules, FastAPI's routes and models,
@@ -128,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             gc.unfreeze()
             await ledger.drain()
+            await key_uses.drain()
             callers.close()
             await http.close()
             await db.dispose()
@@ -164,7 +170,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     # The busiest routes first: a request is matched against them in order.
     _add_routes(
-        app, questions_router, openai_router, users_router, auth_router, health_router
+        app,
+        questions_router,
+        openai_router,
+        users_router,
+        api_keys_router,
+        api_keys_admin_router,
+        auth_router,
+        health_router,
     )
     return app
 

@@ -6,6 +6,7 @@ from typing import Annotated
 import aiohttp
 from fastapi import Depends, Request
 
+from askgate.api_keys.last_used import LastUsed
 from askgate.auth.cache import CallerCache
 from askgate.config import Settings
 from askgate.db import Database
@@ -21,8 +22,9 @@ class Runtime:
     http: aiohttp.ClientSession  # the one client session: pooled upstream connections
     models: ModelRegistry | None  # None: no upstream configured
     limiter: Throttle  # rate limits and login throttling
-    callers: CallerCache  # who holds an access token, kept exact by the auth epoch
+    callers: CallerCache  # who holds a token or key, kept exact by the auth epoch
     ledger: Ledger  # the group-committed writes of asking
+    key_uses: LastUsed  # the throttled writes of API keys' last_used_at
 
 
 # async on purpose: FastAPI runs plain `def` dependencies in a worker thread.

@@ -52,6 +52,7 @@ async def test_ask_returns_the_full_question_shape(
     assert set(body) == {
         "id",
         "user_id",
+        "api_key_id",
         "content",
         "answer",
         "model",
@@ -64,6 +65,7 @@ async def test_ask_returns_the_full_question_shape(
         "created_at",
     }
     assert body["user_id"] == user.id
+    assert body["api_key_id"] is None  # asked with a login
     assert body["error"] is None
     assert isinstance(body["latency_ms"], int)
     assert body["latency_ms"] >= 0

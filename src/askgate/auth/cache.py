@@ -3,11 +3,14 @@
 An access token is checked once (signature, claims) and remembered until it
 expires. The caller behind it (the user's account and the login the token belongs
 to) is remembered with the auth epoch it was read at (askgate.auth.models.AuthEpoch).
-Database triggers bump the epoch whenever any user or login changes, so a request
-may use a remembered caller only if the epoch has not moved since: every request
-reads the current epoch, with a read that starts after the request arrived, so a
-logout, password change, deactivation, role change or deletion committed by any
-worker or instance before the request takes effect at once.
+A personal API key is looked up by its SHA-256 (never kept itself), and its
+caller (the account and the key's id and expiry) remembered the same way.
+Database triggers bump the epoch whenever any user, login or key changes, so a
+request may use a remembered caller only if the epoch has not moved since: every
+request reads the current epoch, with a read that starts after the request
+arrived, so a logout, password change, deactivation, role change, deletion or
+revoked key committed by any worker or instance before the request takes effect
+at once. A key that matches nothing is not remembered: it costs one indexed read.
 
 On SQLite that read is a direct read of one row on the event loop (microseconds:
 in WAL mode a reader never waits for a writer), cheaper than one hop to a
@@ -24,8 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Executable, null, select
 
+from askgate.api_keys import keys
+from askgate.api_keys.models import ApiKey
 from askgate.auth.models import AuthEpoch, AuthSession
 from askgate.auth.security import AccessClaims, InvalidToken, decode_access_token
 from askgate.db import Database, utcnow
@@ -33,14 +38,13 @@ from askgate.errors import NotAuthenticated
 from askgate.users.models import Role, User
 
 INVALID_TOKEN = "Invalid or expired access token"
+INVALID_KEY = "Invalid, expired or revoked API key"
 MAX_ENTRIES = 10_000
 T = TypeVar("T")
 
 _EPOCH = select(AuthEpoch.value).where(AuthEpoch.id == 1)
 _EPOCH_SQL = "SELECT value FROM auth_epoch WHERE id = 1"
-# One statement, so one snapshot on every backend: the caller and the epoch it
-# was read at agree (two statements may not, under READ COMMITTED).
-_CALLER = select(
+_USER = (
     User.id,
     User.username,
     User.email,
@@ -48,10 +52,24 @@ _CALLER = select(
     User.is_active,
     User.daily_token_quota,
     User.created_at,
+)
+# One statement each, so one snapshot on every backend: the caller and the epoch
+# it was read at agree (two statements may not, under READ COMMITTED). Both give
+# rows of the same shape.
+_CALLER = select(
+    *_USER,
     AuthSession.revoked_at,
     AuthSession.expires_at,
+    null().label("api_key_id"),
     _EPOCH.scalar_subquery().label("epoch"),
 ).join(AuthSession, AuthSession.user_id == User.id)
+_KEY_CALLER = select(
+    *_USER,
+    null().label("revoked_at"),  # a revoked key's row is deleted
+    ApiKey.expires_at,
+    ApiKey.id.label("api_key_id"),
+    _EPOCH.scalar_subquery().label("epoch"),
+).join(ApiKey, ApiKey.user_id == User.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +83,30 @@ class Caller:
     is_active: bool
     daily_token_quota: int | None
     created_at: datetime
+    # The personal API key the caller authenticated with; None for a login.
+    api_key_id: int | None = None
+
+    @property
+    def acts_as_admin(self) -> bool:
+        """An admin's powers come with a login only, never with an API key."""
+        return self.role == Role.ADMIN and self.api_key_id is None
 
 
 @dataclass(frozen=True, slots=True)
-class _Login:
+class _Entry:
+    """A login or a key, as read at `epoch`."""
+
     caller: Caller
     revoked_at: datetime | None
-    expires_at: datetime
+    expires_at: datetime | None  # None: a key that never expires
     epoch: int
+
+    def live(self) -> bool:
+        return (
+            self.revoked_at is None
+            and (self.expires_at is None or self.expires_at > utcnow())
+            and self.caller.is_active
+        )
 
 
 class FreshValue(Generic[T]):
@@ -140,7 +174,8 @@ class CallerCache:
         self._key = signing_key
         self._epoch = FreshValue(self._read_epoch)
         self._tokens: dict[str, AccessClaims] = {}
-        self._logins: dict[str, _Login] = {}
+        self._logins: dict[str, _Entry] = {}
+        self._keys: dict[str, _Entry] = {}  # by the key's digest
         url = db.engine.url
         self._sqlite_path = url.database if url.get_backend_name() == "sqlite" else None
         self._sqlite: sqlite3.Connection | None = None
@@ -156,15 +191,34 @@ class CallerCache:
         epoch = await self._current_epoch()
         login = self._logins.get(claims.session_id)
         if login is None or login.epoch < epoch:
-            login = await self._load(claims.session_id)
-        if (
-            login.caller.id != claims.user_id
-            or login.revoked_at is not None
-            or login.expires_at <= utcnow()
-            or not login.caller.is_active
-        ):
+            login = await self._load(
+                _CALLER.where(AuthSession.id == claims.session_id),
+                self._logins,
+                claims.session_id,
+                INVALID_TOKEN,
+            )
+        if login.caller.id != claims.user_id or not login.live():
             raise NotAuthenticated(INVALID_TOKEN)
         return login.caller
+
+    async def key_caller(self, key: str) -> Caller:
+        """The caller a personal API key stands for (with `api_key_id` set);
+        NotAuthenticated if it is unknown, revoked, expired or its user inactive."""
+        if not keys.is_well_formed(key):
+            raise NotAuthenticated(INVALID_KEY)
+        digest = keys.digest(key)
+        epoch = await self._current_epoch()
+        entry = self._keys.get(digest)
+        if entry is None or entry.epoch < epoch:
+            entry = await self._load(
+                _KEY_CALLER.where(ApiKey.digest == digest),
+                self._keys,
+                digest,
+                INVALID_KEY,
+            )
+        if not entry.live():
+            raise NotAuthenticated(INVALID_KEY)
+        return entry.caller
 
     def _claims(self, token: str) -> AccessClaims:
         claims = self._tokens.get(token)
@@ -198,14 +252,18 @@ class CallerCache:
         async with self._db.read() as session:
             return (await session.execute(_EPOCH)).scalar_one()
 
-    async def _load(self, session_id: str) -> _Login:
+    async def _load(
+        self,
+        statement: Executable,
+        entries: dict[str, _Entry],
+        cache_key: str,
+        invalid: str,
+    ) -> _Entry:
         async with self._db.read() as session:
-            row = (
-                await session.execute(_CALLER.where(AuthSession.id == session_id))
-            ).one_or_none()
-        if row is None:  # the login or its user no longer exists
-            raise NotAuthenticated(INVALID_TOKEN)
-        login = _Login(
+            row = (await session.execute(statement)).one_or_none()
+        if row is None:  # the login, the key or its user no longer exists
+            raise NotAuthenticated(invalid)
+        entry = _Entry(
             caller=Caller(
                 id=row.id,
                 username=row.username,
@@ -214,10 +272,11 @@ class CallerCache:
                 is_active=row.is_active,
                 daily_token_quota=row.daily_token_quota,
                 created_at=row.created_at,
+                api_key_id=row.api_key_id,
             ),
             revoked_at=row.revoked_at,
             expires_at=row.expires_at,
             epoch=row.epoch,
         )
-        _remember(self._logins, session_id, login)
-        return login
+        _remember(entries, cache_key, entry)
+        return entry

@@ -40,11 +40,13 @@ class RefreshToken(Base):
 
 class AuthEpoch(Base):
     """One counter, bumped by database triggers on every UPDATE or DELETE of
-    `users` or `auth_sessions` (migration 20261202_auth_epoch).
+    `users` or `auth_sessions` (migration 20261202_auth_epoch), and on a revoked
+    key or a change of whom a key authenticates in `api_keys` (20261203_api_keys).
 
     Each process caches its callers and trusts an entry only while the epoch it
     was loaded at is still current: a logout, password change, deactivation, role
-    change or deletion anywhere ends the cached access at once everywhere.
+    change, deletion or revoked key anywhere ends the cached access at once
+    everywhere.
     """
 
     __tablename__ = "auth_epoch"

@@ -18,11 +18,18 @@ class Question(Base):
     __tablename__ = "questions"
     __table_args__ = (
         Index("ix_questions_user_id_id", "user_id", "id"),
+        # Revoking a key sets its questions' api_key_id to null: found by index.
+        Index("ix_questions_api_key_id", "api_key_id"),
         {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The personal API key that asked; null when asked with a login (or when
+    # the key was revoked since).
+    api_key_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL")
+    )
     content: Mapped[str] = mapped_column(Text)
     answer: Mapped[str | None] = mapped_column(Text)
     # The public name of the model asked (askgate.llm.registry); what the

@@ -3,7 +3,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from askgate.auth.deps import AdminUser, CurrentUser
+from askgate.auth.deps import AdminUser, CallerOrKey
 from askgate.db import SessionDep
 from askgate.errors import UpstreamUnavailable, error_responses
 from askgate.questions import service
@@ -89,14 +89,17 @@ _ASK_RESPONSES: dict[int | str, dict[str, Any]] = {
         "without it the default model answers. An unknown model answers 404 "
         "listing the models, and a `max_tokens` above the model's "
         "`max_tokens_limit` answers 400 (an omitted `max_tokens` is lowered to "
-        "the limit). The question is stored with the model's name."
+        "the limit). The question is stored with the model's name.\n\n"
+        "With a login or a personal API key (`Authorization: Bearer ag-...`): "
+        "both share the user's rate limits and quota; a question asked with a "
+        "key records its `api_key_id`."
     ),
     responses=_ASK_RESPONSES,
 )
 async def ask(
     request: Request,
     data: QuestionCreate,
-    user: CurrentUser,
+    user: CallerOrKey,
 ) -> Response:
     # The runtime straight from the app rather than through a dependency:
     # FastAPI spends ~15 us solving each one, on the busiest route.
@@ -149,7 +152,7 @@ async def ask(
     responses=error_responses(401),
 )
 async def my_questions(
-    user: CurrentUser,
+    user: CallerOrKey,
     session: SessionDep,
     runtime: RuntimeDep,
     limit: Annotated[int | None, Query(ge=1, le=100)] = None,
@@ -212,7 +215,7 @@ async def read_question(question: OwnedQuestion) -> QuestionRead:
     responses=error_responses(401, 403, 404),
 )
 async def delete_question(
-    question: OwnedQuestion, user: CurrentUser, session: SessionDep
+    question: OwnedQuestion, user: CallerOrKey, session: SessionDep
 ) -> None:
     if question.user_id != user.id:  # as an admin: one still, as this deletes
         await users_service.ensure_still_admin(session=session, actor_id=user.id)

@@ -57,6 +57,10 @@ class UsageRead(Schema):
 class QuestionRead(Schema):
     id: int
     user_id: int
+    api_key_id: int | None = Field(
+        description="The API key that asked; null when asked with a login or "
+        "when that key has been revoked since"
+    )
     content: str
     answer: str | None
     model: str = Field(description="The name of the model asked")
@@ -81,6 +85,7 @@ class QuestionRead(Schema):
                 {
                     "id": 7,
                     "user_id": 2,
+                    "api_key_id": None,
                     "content": "What is the capital of France?",
                     "answer": "The capital of France is Paris.",
                     "model": "smollm2-135m-instruct",
@@ -103,6 +108,7 @@ class QuestionRead(Schema):
         return cls.model_construct(
             id=question_id,
             user_id=row["user_id"],
+            api_key_id=row["api_key_id"],
             content=row["content"],
             answer=row["answer"],
             model=row["model"],
@@ -123,6 +129,7 @@ class QuestionRead(Schema):
         return cls(
             id=question.id,
             user_id=question.user_id,
+            api_key_id=question.api_key_id,
             content=question.content,
             answer=question.answer,
             model=question.model,

@@ -1,7 +1,8 @@
 """Asking the LLM and keeping every question.
 
 What one plain question costs, besides the upstream call: the caller check (a
-shared read of the auth epoch, askgate.auth.cache), and a share of one
+shared read of the auth epoch, askgate.auth.cache; with an API key, at most one
+queued last-use write a minute, askgate.api_keys.last_used), and a share of one
 group-committed write transaction that locks its user's row, stores the question
 and counts its tokens (askgate.questions.ledger). Under a daily quota, also a
 share of one group-committed transaction that reserves its tokens before the call.
@@ -75,6 +76,7 @@ class Attempt:
     """One question in flight, until it is stored."""
 
     user_id: int
+    api_key_id: int | None  # the key that asked; None: a login
     content: str
     model: str  # the public name of the model asked
     max_tokens: int
@@ -162,6 +164,7 @@ class Attempt:
         """
         row = {
             "user_id": self.user_id,
+            "api_key_id": self.api_key_id,
             "content": self.content,
             "answer": "".join(self.parts) if self.parts else None,
             "model": self.model,
@@ -284,6 +287,7 @@ async def open_attempt(
         )
     return Attempt(
         user_id=caller.id,
+        api_key_id=caller.api_key_id,
         content=content,
         model=model.name,
         max_tokens=params.max_tokens,

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from askgate.auth.deps import AdminUser, CurrentUser
+from askgate.auth.deps import AdminUser, CallerOrKey, CurrentUser
 from askgate.auth.throttling import AccountChangeRateLimit, LoginThrottle
 from askgate.db import DatabaseDep, SessionDep
 from askgate.errors import Conflict, error_responses
@@ -28,10 +28,13 @@ UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="User id")]
     "/me",
     response_model=UserRead,
     summary="Read my account",
-    description="The caller's own account. Never includes the password or its hash.",
+    description=(
+        "The caller's own account, with a login or an API key. Never includes "
+        "the password or its hash."
+    ),
     responses=error_responses(401),
 )
-async def read_me(user: CurrentUser) -> Response:
+async def read_me(user: CallerOrKey) -> Response:
     # Serialized here: FastAPI would validate the returned model again first.
     return Response(
         UserRead.model_validate(user).model_dump_json(), media_type="application/json"
@@ -45,12 +48,13 @@ async def read_me(user: CurrentUser) -> Response:
     description=(
         "Tokens spent today (UTC) by finished questions, tokens held by questions "
         "still being answered, the daily quota and what is left of it (`null` when "
-        "unlimited). The count starts again at 00:00 UTC (`resets_at`)."
+        "unlimited). The count starts again at 00:00 UTC (`resets_at`). With a "
+        "login or an API key: both share the user's quota."
     ),
     responses=error_responses(401),
 )
 async def my_usage(
-    user: CurrentUser, session: SessionDep, settings: SettingsDep
+    user: CallerOrKey, session: SessionDep, settings: SettingsDep
 ) -> TokenUsageRead:
     usage = await quota_service.usage_today(
         session=session, user=user, default_quota=settings.daily_token_quota
@@ -71,9 +75,10 @@ async def my_usage(
         "`Retry-After`. Checking `current_password` counts as a login attempt "
         "for the account: a wrong one is a failed login (the same lockout as "
         "`POST /auth/token`, per account and per client address), and while "
-        "either is locked out the change answers 429 with `Retry-After`."
+        "either is locked out the change answers 429 with `Retry-After`. Needs a "
+        "login: an API key is 403."
     ),
-    responses=error_responses(400, 401, 409, 429),
+    responses=error_responses(400, 401, 403, 409, 429),
     dependencies=[AccountChangeRateLimit],
 )
 async def update_me(
@@ -90,9 +95,10 @@ async def update_me(
     summary="Delete my account",
     description=(
         "Deletes the account with all its questions and tokens. The last active "
-        "admin cannot delete their account (409): make another admin first."
+        "admin cannot delete their account (409): make another admin first. "
+        "Needs a login: an API key is 403."
     ),
-    responses=error_responses(401, 409),
+    responses=error_responses(401, 403, 409),
 )
 async def delete_me(user: CurrentUser, session: SessionDep) -> None:
     await service.delete_user(session=session, user_id=user.id, actor_id=None)
