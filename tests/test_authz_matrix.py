@@ -232,9 +232,9 @@ MATRIX: list[tuple[str, str, CallBuilder, dict[str, int]]] = [
     ("GET", "/questions", _questions, _admin_only(200)),
     ("GET", "/questions/{question_id}", _question, _owner_or_admin(200)),
     ("DELETE", "/questions/{question_id}", _question, _owner_or_admin(204)),
-    ("POST", "/v1/chat/completions", _chat_completion, _login(200)),
-    ("GET", "/v1/models", _models, _login(200)),
-    ("GET", "/v1/models/{name}", _model, _login(200)),
+    ("POST", "/v1/chat/completions", _chat_completion, _login_or_key(200)),
+    ("GET", "/v1/models", _models, _login_or_key(200)),
+    ("GET", "/v1/models/{name}", _model, _login_or_key(200)),
     ("GET", "/health", _health, _same(200)),
 ]
 

@@ -10,11 +10,13 @@ import httpx
 import httpx2
 import openai
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import select
 
 from askgate.config import Settings
 from askgate.db import Database
 from askgate.questions.models import Question
+from tests.factories import create_api_key
 from tests.fake_upstream import MODEL, TOOL_ARGUMENTS, TOOL_CALL_ID, FakeUpstream
 from tests.postgres_server import (
     BACKENDS,
@@ -47,14 +49,14 @@ def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
 
 
 @pytest.fixture
-async def real_sdk(
-    server_url: str, user_headers: dict[str, str]
-) -> AsyncIterator[openai.AsyncOpenAI]:
+async def real_sdk(server_url: str, user_key: str) -> AsyncIterator[openai.AsyncOpenAI]:
     """The SDK against askgate served on a real socket."""
-    token = user_headers["Authorization"].removeprefix("Bearer ")
     async with httpx2.AsyncClient(timeout=30) as http:
         yield openai.AsyncOpenAI(
-            api_key=token, base_url=f"{server_url}/v1", http_client=http, max_retries=0
+            api_key=user_key,
+            base_url=f"{server_url}/v1",
+            http_client=http,
+            max_retries=0,
         )
 
 
@@ -120,6 +122,38 @@ async def test_answers_tool_calls_and_failures_are_stored(
     assert listed[1]["tool_calls"] == [CALL]
     usage = (await client.get("/users/me/usage", headers=user_headers)).json()
     assert usage["used_tokens"] > 0
+
+
+async def test_a_keys_completion_is_stored_with_it_and_a_revoked_key_is_refused(
+    app: FastAPI,
+    db: Database,
+    client: httpx.AsyncClient,
+    user_headers: dict[str, str],
+) -> None:
+    created = await create_api_key(client, user_headers, name="editor plugin")
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)) as http:
+        sdk = openai.AsyncOpenAI(
+            api_key=created["key"],
+            base_url="http://test/v1",
+            http_client=http,
+            max_retries=0,
+        )
+        await sdk.chat.completions.create(model=MODEL, messages=CONVERSATION)
+        (question,) = await stored(db)
+        assert question.api_key_id == created["id"]
+        (listed,) = await history(client, user_headers)
+        assert listed["api_key_id"] == created["id"]
+
+        revoked = await client.delete(
+            f"/users/me/api-keys/{created['id']}", headers=user_headers
+        )
+        assert revoked.status_code == 204
+        with pytest.raises(openai.AuthenticationError) as refused:
+            await sdk.chat.completions.create(model=MODEL, messages=CONVERSATION)
+        assert refused.value.code == "invalid_api_key"
+        with pytest.raises(openai.AuthenticationError):
+            await sdk.models.list()
+    assert len(await stored(db)) == 1  # the refused call asked nothing
 
 
 async def test_leaving_a_stream_cancels_it_and_keeps_what_arrived(

@@ -28,13 +28,13 @@ def stalling(fake_upstream: FakeUpstream) -> FakeUpstream:
 
 
 @pytest.fixture
-async def real_sdk(
-    server_url: str, user_headers: dict[str, str]
-) -> AsyncIterator[openai.AsyncOpenAI]:
-    token = user_headers["Authorization"].removeprefix("Bearer ")
+async def real_sdk(server_url: str, user_key: str) -> AsyncIterator[openai.AsyncOpenAI]:
     async with httpx2.AsyncClient(timeout=30) as http:
         yield openai.AsyncOpenAI(
-            api_key=token, base_url=f"{server_url}/v1", http_client=http, max_retries=0
+            api_key=user_key,
+            base_url=f"{server_url}/v1",
+            http_client=http,
+            max_retries=0,
         )
 
 
@@ -52,7 +52,7 @@ async def test_the_sdk_gets_the_first_chunk_before_the_upstream_ends(
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 async def test_curl_gets_the_first_chunk_before_the_upstream_ends(
-    server_url: str, user_headers: dict[str, str], stalling: FakeUpstream
+    server_url: str, user_key: str, stalling: FakeUpstream
 ) -> None:
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}
     curl = await asyncio.create_subprocess_exec(
@@ -60,7 +60,7 @@ async def test_curl_gets_the_first_chunk_before_the_upstream_ends(
         "-sN",
         f"{server_url}/v1/chat/completions",
         "-H",
-        f"Authorization: {user_headers['Authorization']}",
+        f"Authorization: Bearer {user_key}",
         "-H",
         "Content-Type: application/json",
         "-d",

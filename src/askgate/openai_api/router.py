@@ -3,7 +3,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 
-from askgate.auth.deps import CurrentUser
+from askgate.auth.deps import CallerOrKey
 from askgate.errors import RETRY_AFTER_HEADER, NotFound
 from askgate.jsonbytes import dumps
 from askgate.openai_api import catalog, service
@@ -62,7 +62,9 @@ def _model(name: str) -> dict[str, Any]:
         "`response_format`, `stream` and `stream_options.include_usage`; any "
         "other is a 400. Each call is a question (stored, in GET /questions/me, "
         "under the same rate limit, concurrency cap and daily quota as POST "
-        "/questions). Errors come in OpenAI's shape."
+        "/questions). Errors come in OpenAI's shape. Authenticated by a "
+        "personal API key (`Authorization: Bearer ag-...`, the SDKs' `api_key`), "
+        "recorded as the question's `api_key_id`, or by a login."
     ),
     responses={
         200: {
@@ -79,7 +81,7 @@ def _model(name: str) -> dict[str, Any]:
     },
 )
 async def chat_completions(
-    request: Request, data: ChatCompletionRequest, user: CurrentUser
+    request: Request, data: ChatCompletionRequest, user: CallerOrKey
 ) -> Response:
     runtime: Runtime = request.app.state.runtime
     # An unknown model (404) or a max_tokens over the model's limit (400) is
@@ -128,7 +130,7 @@ async def chat_completions(
     ),
     responses=_errors(401),
 )
-async def list_models(user: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
+async def list_models(user: CallerOrKey, runtime: RuntimeDep) -> dict[str, Any]:
     models = runtime.models or ()  # none: no upstream is configured at all
     return {"object": "list", "data": [_model(model.name) for model in models]}
 
@@ -140,7 +142,7 @@ async def list_models(user: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
     responses=_errors(401, 404),
 )
 async def read_model(
-    name: str, user: CurrentUser, runtime: RuntimeDep
+    name: str, user: CallerOrKey, runtime: RuntimeDep
 ) -> dict[str, Any]:
     return _model(catalog.find(runtime, name).name)
 
