@@ -326,6 +326,8 @@ def test_question_models_keep_existing_names_both_ways(blank_url: str) -> None:
 # --- 20261203_api_keys: keys, their triggers, questions.api_key_id -------------
 
 BEFORE_API_KEYS = "20261203_openai_api"
+# Added to `questions` by 20261203_question_models and 20261203_openai_api.
+EARLIER_QUESTION_COLUMNS = ("upstream_model", "messages", "tool_calls")
 _QUESTION = (
     "INSERT INTO questions (id, user_id, api_key_id, content, model, status, "
     "latency_ms, created_at) VALUES (:id, 1, :key, 'q', 'm', 'answered', 1, "
@@ -355,6 +357,10 @@ def test_api_keys_upgrade_downgrade_upgrade_keeps_every_question(
 
     migrate.upgrade(blank_url)
     command.check(migrate.alembic_config(blank_url))  # models match, both backends
+    if blank_url.startswith("sqlite"):  # rebuilt in batch mode
+        path = Path(blank_url.removeprefix("sqlite+aiosqlite:///"))
+        for column in EARLIER_QUESTION_COLUMNS:
+            assert column in _schema_sql(path)["questions"]
     _sql(blank_url, _KEY, {"id": 1, "digest": "1" * 64})
     _sql(blank_url, _QUESTION, {"id": 2, "key": 1})
     with pytest.raises(IntegrityError):  # one digest, one key
@@ -382,6 +388,9 @@ def test_api_keys_upgrade_downgrade_upgrade_keeps_every_question(
         schema = _schema_sql(path)
         assert "AUTOINCREMENT" in schema["questions"]
         assert "api_key" not in schema["questions"]
+        # The rebuilt table keeps what the earlier revisions added.
+        for column in EARLIER_QUESTION_COLUMNS:
+            assert column in schema["questions"]
         assert "ix_questions_user_id_id" in schema
         assert "api_keys" not in schema
 
