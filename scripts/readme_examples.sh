@@ -23,8 +23,23 @@ show() {  # show 'title' <<'CMD' ... CMD: prints the command as written, then ru
   echo "### $1"
   echo '```console'
   echo "\$ curl $args" | sed "s#\$B\\b#http://127.0.0.1:8000#g"
-  eval "curl -sS $args" | sed -E 's/(eyJ[A-Za-z0-9_-]{8})[A-Za-z0-9._-]+/\1…/g'
+  eval "curl -sS $args" | shorten
   echo
+  echo '```'
+}
+shorten() {  # access tokens and API keys are cut short in the README
+  sed -E -e 's/(eyJ[A-Za-z0-9_-]{8})[A-Za-z0-9._-]+/\1…/g' \
+    -e 's/(ag-[A-Za-z0-9_-]{5})[A-Za-z0-9_-]{38}/\1…/g'
+}
+showpy() {  # showpy 'title' <<'PY' ... PY: prints a Python client script, then runs it
+  local code
+  code=$(cat)
+  echo "### $1"
+  echo '```python'
+  echo "$code"
+  echo '```'
+  echo '```console'
+  echo "$code" | OPENAI_BASE_URL=$B/v1 OPENAI_API_KEY=$KEY .venv/bin/python - | shorten
   echo '```'
 }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
@@ -82,6 +97,71 @@ show "Delete one question" <<'CMD'
 -i -X DELETE $B/questions/$QID -H "Authorization: Bearer $TOKEN"
 CMD
 
+show "Create a personal API key for scripts and OpenAI clients (shown this once)" <<'CMD'
+-X POST $B/users/me/api-keys -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' -d '{"name": "laptop", "expires_in_days": 90}'
+CMD
+KEY=$(curl -s -X POST $B/users/me/api-keys -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' -d '{"name": "scripts"}' | field '["key"]')
+show "My API keys (the key itself is never shown again)" <<'CMD'
+$B/users/me/api-keys -H "Authorization: Bearer $TOKEN"
+CMD
+show "The OpenAI API: the models" <<'CMD'
+$B/v1/models -H "Authorization: Bearer $KEY"
+CMD
+show "The OpenAI API: a chat completion" <<'CMD'
+$B/v1/chat/completions -H "Authorization: Bearer $KEY" \
+  -H 'Content-Type: application/json' \
+  -d '{"model": "smollm2-135m-instruct", "max_tokens": 16, "temperature": 0,
+       "messages": [{"role": "system", "content": "Answer in one sentence."},
+                    {"role": "user", "content": "What is the capital of Italy?"}]}'
+CMD
+show "The OpenAI API: streamed, with the usage in the last chunk" <<'CMD'
+-N $B/v1/chat/completions -H "Authorization: Bearer $KEY" \
+  -H 'Content-Type: application/json' \
+  -d '{"model": "smollm2-135m-instruct", "max_tokens": 6, "temperature": 0, "stream": true,
+       "stream_options": {"include_usage": true},
+       "messages": [{"role": "user", "content": "Count to three."}]}'
+CMD
+show "The OpenAI API: errors in OpenAI's shape" <<'CMD'
+$B/v1/chat/completions -H "Authorization: Bearer $KEY" \
+  -H 'Content-Type: application/json' \
+  -d '{"model": "gpt-5", "messages": [{"role": "user", "content": "Hi"}]}'
+CMD
+showpy "The openai SDK, unchanged (OPENAI_BASE_URL=http://127.0.0.1:8000/v1, OPENAI_API_KEY=ag-…)" <<'PY'
+from openai import OpenAI
+
+client = OpenAI()  # reads OPENAI_BASE_URL and OPENAI_API_KEY
+print([model.id for model in client.models.list()])
+answer = client.chat.completions.create(
+    model="smollm2-135m-instruct",
+    messages=[{"role": "user", "content": "What is the capital of Spain?"}],
+    max_tokens=16,
+    temperature=0,
+)
+print(answer.choices[0].message.content, answer.usage.total_tokens)
+for chunk in client.chat.completions.create(
+    model="smollm2-135m-instruct",
+    messages=[{"role": "user", "content": "Name a colour."}],
+    max_tokens=8,
+    temperature=0,
+    stream=True,
+):
+    if chunk.choices:
+        print(repr(chunk.choices[0].delta.content))
+PY
+show "A key asks questions too, but never manages the account" <<'CMD'
+-X PATCH $B/users/me -H "Authorization: Bearer $KEY" \
+  -H 'Content-Type: application/json' -d '{"email": "mallory@example.com"}'
+CMD
+KID=$(curl -s $B/users/me/api-keys -H "Authorization: Bearer $TOKEN" | field '[0]["id"]')
+show "Revoke a key: it fails at once, on every worker" <<'CMD'
+-i -X DELETE $B/users/me/api-keys/$KID -H "Authorization: Bearer $TOKEN"
+CMD
+show "A revoked key" <<'CMD'
+$B/v1/models -H "Authorization: Bearer $KEY"
+CMD
+
 show "Refresh: a new pair, the old refresh token is used up" <<'CMD'
 -X POST $B/auth/refresh -H 'Content-Type: application/json' \
   -d "{\"refresh_token\": \"$REFRESH\"}"
@@ -120,6 +200,9 @@ show "Admin: change a role, deactivate, or override the daily token quota (0: un
 CMD
 show "Admin: every user's questions" <<'CMD'
 -i "$B/questions?limit=1" -H "Authorization: Bearer $ADMIN"
+CMD
+show "Admin: every user's API keys (user_id filters; the total is in X-Total-Count)" <<'CMD'
+-i "$B/api-keys?limit=1" -H "Authorization: Bearer $ADMIN"
 CMD
 show "Admin: delete a user" <<'CMD'
 -i -X DELETE $B/users/$BOB -H "Authorization: Bearer $ADMIN"
