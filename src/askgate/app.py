@@ -151,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     install_error_handlers(app)
+    openai_errors.document_no_422(app)
     # The last added runs first: security headers on every response, then the
     # request id, CORS (so a 413 is readable cross-origin), then the body limit.
     app.add_middleware(

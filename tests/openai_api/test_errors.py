@@ -381,3 +381,20 @@ async def test_a_stream_failing_midway_raises_in_the_sdk_and_is_stored(
     [question] = await history(client, user_headers)
     assert question["status"] == "failed"
     assert question["answer"] == "You asked:"
+
+
+async def test_the_schema_documents_400_not_422_under_v1(
+    client: httpx.AsyncClient,
+) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    chat = paths["/v1/chat/completions"]["post"]["responses"]
+    assert "400" in chat
+    assert "422" not in chat
+    assert all(
+        "422" not in operation["responses"]
+        for path, operations in paths.items()
+        if path.startswith("/v1/")
+        for operation in operations.values()
+    )
+    # The other routes keep FastAPI's 422.
+    assert "422" in paths["/questions"]["post"]["responses"]
