@@ -120,6 +120,16 @@ async def test_answers_tool_calls_and_failures_are_stored(
     listed = await history(client, user_headers)
     assert [q["id"] for q in listed] == [failed.id, called.id, answered.id]
     assert listed[1]["tool_calls"] == [CALL]
+    assert "messages" not in listed[0]  # lists leave the conversation out
+    # Reading one shows it whole; a question asked on POST /questions has none.
+    fake_upstream.mode = "ok"
+    one = await client.get(f"/questions/{answered.id}", headers=user_headers)
+    assert one.json()["messages"] == CONVERSATION
+    asked = await client.post(
+        "/questions", json={"content": "Plain"}, headers=user_headers
+    )
+    plain = await client.get(f"/questions/{asked.json()['id']}", headers=user_headers)
+    assert plain.json()["messages"] is None
     usage = (await client.get("/users/me/usage", headers=user_headers)).json()
     assert usage["used_tokens"] > 0
 

@@ -9,7 +9,7 @@ from askgate.errors import UpstreamUnavailable, error_responses
 from askgate.questions import service
 from askgate.questions.deps import OwnedQuestion
 from askgate.questions.responding import respond
-from askgate.questions.schemas import QuestionCreate, QuestionRead
+from askgate.questions.schemas import QuestionCreate, QuestionDetail, QuestionRead
 from askgate.runtime import Runtime, RuntimeDep
 from askgate.schemas import ErrorDetail
 from askgate.throttle import RATE_LIMIT_HEADERS
@@ -194,16 +194,16 @@ async def all_questions(
 
 @router.get(
     "/{question_id}",
-    response_model=QuestionRead,
+    response_model=QuestionDetail,
     summary="Read a question",
     description=(
         "For its owner or an admin. Anyone else gets 404, as for a question that "
-        "does not exist."
+        "does not exist. A call to the OpenAI API also shows its `messages`."
     ),
     responses=error_responses(401, 404),
 )
-async def read_question(question: OwnedQuestion) -> QuestionRead:
-    return QuestionRead.of(question)
+async def read_question(question: OwnedQuestion) -> QuestionDetail:
+    return QuestionDetail.of(question)
 
 
 @router.delete(

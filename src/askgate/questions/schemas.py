@@ -144,3 +144,18 @@ class QuestionRead(Schema):
             latency_ms=question.latency_ms,
             created_at=question.created_at,
         )
+
+
+class QuestionDetail(QuestionRead):
+    """One question with the whole conversation an OpenAI API call sent (lists
+    leave it out: it can be long)."""
+
+    messages: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="The messages of a call to POST /v1/chat/completions, as "
+        "stored (`content` holds its last user message); null for POST /questions",
+    )
+
+    @classmethod
+    def of(cls, question: Question) -> "QuestionDetail":
+        return cls(**dict(QuestionRead.of(question)), messages=question.messages)
