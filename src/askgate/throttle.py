@@ -238,19 +238,19 @@ class Throttle:
     async def count_registration(self, client_ip: str) -> None:
         # Every attempt counts, refused ones too: this also caps probing which
         # usernames are taken.
-        with self._store():
-            allowed = await self._limiter.hit(self.registrations, client_ip)
-        if not allowed:
-            await self._refuse(self.registrations, client_ip, TOO_MANY_REGISTRATIONS)
+        await self._count(self.registrations, client_ip, TOO_MANY_REGISTRATIONS)
 
     async def count_account_change(self, user_id: int) -> None:
         # Every attempt counts, refused ones too: this caps probing which emails
         # and usernames are taken, and guessing the current password.
-        key = str(user_id)
+        await self._count(self.account_changes, str(user_id), TOO_MANY_ACCOUNT_CHANGES)
+
+    async def _count(self, item: RateLimitItem, key: str, message: str) -> None:
+        """One more hit on `key`, or a 429 with `message` past the limit."""
         with self._store():
-            allowed = await self._limiter.hit(self.account_changes, key)
+            allowed = await self._limiter.hit(item, key)
         if not allowed:
-            await self._refuse(self.account_changes, key, TOO_MANY_ACCOUNT_CHANGES)
+            await self._refuse(item, key, message)
 
     async def _acquire(self, key: str, *, limit: int, ttl: float) -> Acquisition:
         with self._store():
