@@ -1,0 +1,36 @@
+from datetime import date
+
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from askgate.db import Base
+
+
+class UsageDaily(Base):
+    """What one user asked one model on one UTC day: the rollup that the usage
+    routes read instead of scanning `questions` (askgate.usage.rollup keeps it).
+
+    `questions` counts every stored question (answered, failed, cancelled);
+    `failed` those of them that failed. The token columns add up what each
+    question recorded (null: 0); the total is their sum, computed when read.
+    """
+
+    __tablename__ = "usage_daily"
+    __table_args__ = (
+        # The admin's routes select a range of days across users.
+        Index("ix_usage_daily_day", "day"),
+        # SQLite: the rows live in the primary key's order, so that one user's
+        # days (and a deleted user's cascade) are one range of the table.
+        {"sqlite_with_rowid": False},
+    )
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    questions: Mapped[int]
+    failed: Mapped[int]
+    # BIGINT: a day's sum of tokens may pass 2**31.
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
