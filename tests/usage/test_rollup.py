@@ -3,7 +3,6 @@ mixed run: answered, failed and cancelled questions, through POST /questions
 and the OpenAI API, on two models, over two days; on SQLite and PostgreSQL."""
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from tests.postgres_server import (
     postgres_url,
     with_database,
 )
-from tests.usage.conftest import Calendar, recount, rollup, rows_of
+from tests.usage.helpers import Calendar, recount, rollup, rows_of, two_models
 
 __all__ = ["postgres_server", "postgres_url"]  # fixtures used through `with_database`
 
@@ -35,35 +34,9 @@ def settings(
     fake_upstream: FakeUpstream,
     second_upstream: FakeUpstream,
 ) -> Settings:
-    """Two models, each on its own upstream, no retries nor fallbacks: a
-    failing upstream fails the question."""
-    models = tmp_path / "models.json"
-    models.write_text(
-        json.dumps(
-            {
-                "models": [
-                    {
-                        "name": name,
-                        "base_url": upstream.base_url,
-                        "api_key": "",
-                        "model": name,
-                    }
-                    for name, upstream in (
-                        ("alpha", fake_upstream),
-                        ("beta", second_upstream),
-                    )
-                ]
-            }
-        )
-    )
+    settings = two_models(settings, tmp_path, fake_upstream, second_upstream)
     return with_database(settings, request).model_copy(
-        update={
-            "llm_base_url": None,
-            "llm_model": None,
-            "models_file": models,
-            "llm_max_retries": 0,
-            "llm_read_timeout": 30.0,  # only the client leaving ends a hang
-        }
+        update={"llm_read_timeout": 30.0}  # only the client leaving ends a hang
     )
 
 
