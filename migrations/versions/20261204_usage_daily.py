@@ -59,7 +59,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id", "day", "model", name=op.f("pk_usage_daily")),
         sqlite_with_rowid=False,
     )
-    op.create_index(op.f("ix_usage_daily_day"), "usage_daily", ["day"])
+    op.create_index(
+        op.f("ix_usage_daily_day"), "usage_daily", ["day", "user_id", "model"]
+    )
     op.execute(BACKFILL.format(day=DAY[op.get_bind().dialect.name]))
 
 

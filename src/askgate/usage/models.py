@@ -17,8 +17,10 @@ class UsageDaily(Base):
 
     __tablename__ = "usage_daily"
     __table_args__ = (
-        # The admin's routes select a range of days across users.
-        Index("ix_usage_daily_day", "day"),
+        # The admin's routes: a range of days across users, in this order.
+        # (SQLite: the same entries as an index on `day` alone, which would
+        # hold the primary key's columns too.)
+        Index("ix_usage_daily_day", "day", "user_id", "model"),
         # SQLite: the rows live in the primary key's order, so that one user's
         # days (and a deleted user's cascade) are one range of the table.
         {"sqlite_with_rowid": False},

@@ -2,7 +2,8 @@
 
 Every query reads `usage_daily` only (and `users` for the names of the rows it
 returns), never `questions`: one user's days are a range of its primary key
-(user, day, model), everyone's days a range of its `day` index.
+(user_id, day, model), everyone's days a range of its index on (day, user_id,
+model).
 """
 
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, TypeAlias
 
-from sqlalchemy import BigInteger, ColumnElement, Row, cast, func, select
+from sqlalchemy import BigInteger, ColumnElement, Row, and_, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from askgate.usage.models import UsageDaily
@@ -34,6 +35,7 @@ class Ranking(StrEnum):
     QUESTIONS = "questions"
 
 
+_KEY_COLUMNS = (UsageDaily.day, UsageDaily.user_id, UsageDaily.model)  # the order
 _COUNTS = (
     UsageDaily.questions,
     UsageDaily.failed,
@@ -78,6 +80,18 @@ async def daily(
     total = await session.scalar(
         select(func.count()).select_from(UsageDaily).where(*conditions)
     )
+    # The page's keys first, from the index on (day, user_id, model) alone:
+    # skipping `offset` rows then reads no row nor user (reading them made a
+    # deep page ~20 times slower at 200,000 rows on SQLite).
+    keys = _KEY_COLUMNS
+    page = (
+        select(*keys)
+        .where(*conditions)
+        .order_by(*keys)
+        .limit(limit)
+        .offset(offset)
+        .subquery()
+    )
     query = (
         select(
             UsageDaily.day,
@@ -86,11 +100,9 @@ async def daily(
             UsageDaily.model,
             *_COUNTS,
         )
+        .join(page, and_(*(key == page.c[key.key] for key in keys)))
         .join(User, User.id == UsageDaily.user_id)
-        .where(*conditions)
-        .order_by(UsageDaily.day, UsageDaily.user_id, UsageDaily.model)
-        .limit(limit)
-        .offset(offset)
+        .order_by(*keys)
     )
     return (await session.execute(query)).all(), total or 0
 
