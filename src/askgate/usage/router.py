@@ -28,8 +28,13 @@ _COUNTED = (
 _CSV = "With `format=csv`, the same rows as `text/csv`, a header row first."
 
 
-def _ok(description: str, csv_example: str, **extra: Any) -> dict[int | str, Any]:
-    """The 200 response in both formats, and the errors of these routes."""
+def _ok(
+    description: str,
+    csv_example: str,
+    errors: tuple[int, ...] = (400, 401, 403),
+    **extra: Any,
+) -> dict[int | str, Any]:
+    """The 200 response in both formats, and the route's errors."""
     return {
         200: {
             "description": description,
@@ -38,7 +43,7 @@ def _ok(description: str, csv_example: str, **extra: Any) -> dict[int | str, Any
             },
             **extra,
         },
-        **error_responses(400, 401, 403),
+        **error_responses(*errors),
     }
 
 
@@ -139,6 +144,7 @@ async def daily_usage(
         "The top users, most first",
         "user_id,username,questions,failed,prompt_tokens,completion_tokens,"
         "total_tokens\r\n7,alice,310,4,21840,60210,82050\r\n",
+        errors=(401, 403),
     ),
 )
 async def leaderboard(
