@@ -8,8 +8,9 @@ routes over HTTP.
 The database is migrated by Alembic (askgate.migrate), then filled with bulk
 inserts: the users, the questions (spread over the last `--days` UTC days,
 today included, over three models, some users far busier than others, ~5%
-failed and ~3% cancelled), and the matching `usage_daily` rollup, summed as the
-ledger counts it (and checked against the questions' own totals). The app then
+failed and ~3% cancelled), and the matching rollups, `usage_daily` summed as
+the ledger counts it (and checked against the questions' own totals), then
+`usage_user_daily` from it. The app then
 runs in process (httpx's ASGITransport, with its lifespan); each route is asked
 twice to warm up, then `--runs` times: the table gives the median and the 95th
 percentile in milliseconds. It exits 1 if a p95 is over 100 ms.
@@ -113,6 +114,12 @@ def seed(path: Path, *, users: int, days: int, count: int, password_hash: str) -
             "INSERT INTO usage_daily (user_id, day, model, questions, failed, "
             "prompt_tokens, completion_tokens) VALUES (?, ?, ?, ?, ?, ?, ?)",
             ((*key, *sums) for key, sums in sorted(rollup.items())),
+        )
+        connection.execute(
+            "INSERT INTO usage_user_daily (user_id, day, questions, failed, "
+            "prompt_tokens, completion_tokens) SELECT user_id, day, sum(questions), "
+            "sum(failed), sum(prompt_tokens), sum(completion_tokens) "
+            "FROM usage_daily GROUP BY user_id, day"
         )
     counted = connection.execute(
         "SELECT count(*), sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), "

@@ -27,6 +27,7 @@ TABLES = {
     "auth_epoch",
     "api_keys",
     "usage_daily",
+    "usage_user_daily",
 }
 
 
@@ -415,6 +416,15 @@ _ROLLUP = (
     "SELECT user_id, day, model, questions, failed, prompt_tokens, "
     "completion_tokens FROM usage_daily ORDER BY user_id, day, model"
 )
+_USER_ROLLUP = (
+    "SELECT user_id, day, questions, failed, prompt_tokens, completion_tokens "
+    "FROM usage_user_daily ORDER BY user_id, day"
+)
+
+
+def _by_day(url: str, statement: str) -> list[tuple[Any, ...]]:
+    """The rows with their day as text (SQLite's is text, PostgreSQL's a date)."""
+    return [(row[0], str(row[1]), *row[2:]) for row in _rows(url, statement)]
 
 
 def _moment(url: str, at: datetime) -> datetime | str:
@@ -479,15 +489,17 @@ def test_usage_daily_is_filled_from_the_questions_stored_before_it(
         (1, "2026-12-01", "beta", 1, 0, 2, 7),
         (2, "2026-12-02", "alpha", 1, 1, 6, 0),
     ]
-    rows = [(r[0], str(r[1]), *r[2:]) for r in _rows(blank_url, _ROLLUP)]
-    assert rows == expected
+    expected_users = [(1, "2026-12-01", 5, 1, 10, 13), (2, "2026-12-02", 1, 1, 6, 0)]
+    assert _by_day(blank_url, _ROLLUP) == expected
+    assert _by_day(blank_url, _USER_ROLLUP) == expected_users
     _sql(blank_url, "DELETE FROM users WHERE id = 2")  # the rows go with the user
     assert [r[0] for r in _rows(blank_url, _ROLLUP)] == [1, 1]
+    assert [r[0] for r in _rows(blank_url, _USER_ROLLUP)] == [1]
 
     migrate.downgrade(blank_url, BEFORE_USAGE)
-    with pytest.raises(Exception, match="usage_daily"):
-        _sql(blank_url, "SELECT count(*) FROM usage_daily")
+    for statement in (_ROLLUP, _USER_ROLLUP):  # both tables are gone
+        with pytest.raises(Exception, match="usage_"):
+            _sql(blank_url, statement)
     migrate.upgrade(blank_url)
-    assert [(r[0], str(r[1]), *r[2:]) for r in _rows(blank_url, _ROLLUP)] == expected[
-        :2
-    ]
+    assert _by_day(blank_url, _ROLLUP) == expected[:2]
+    assert _by_day(blank_url, _USER_ROLLUP) == expected_users[:1]

@@ -1,13 +1,15 @@
-"""The daily usage rollup, filled from the questions stored so far.
+"""The daily usage rollups, filled from the questions stored so far.
 
-`usage_daily` holds one row per user, UTC day and public model name, kept by
-the transaction that stores each question (askgate.usage.rollup). The upgrade
-fills it with the same counts from `questions` (one INSERT ... SELECT ... GROUP
-BY), so existing installs see their history; questions deleted before it are
-not counted, as they are not there to count. The downgrade drops the table.
+`usage_daily` holds one row per user, UTC day and public model name, and
+`usage_user_daily` one per user and UTC day (all models together, for the
+leaderboard), both kept by the transaction that stores each question
+(askgate.usage.rollup). The upgrade fills them with the same counts from
+`questions` (INSERT ... SELECT ... GROUP BY), so existing installs see their
+history; questions deleted before it are not counted, as they are not there to
+count. The downgrade drops both tables.
 
-On SQLite the table is WITHOUT ROWID: its rows are stored in primary-key order
-(user, day, model), so one user's days are one range.
+On SQLite the tables are WITHOUT ROWID: their rows are stored in primary-key
+order (user first), so one user's days are one range.
 
 Revision ID: 20261204_usage_daily
 Revises: 20261203_api_keys
@@ -38,6 +40,32 @@ SELECT user_id, {day}, model, count(*),
 FROM questions
 GROUP BY user_id, {day}, model
 """
+BACKFILL_USERS = """
+INSERT INTO usage_user_daily (user_id, day, questions, failed, prompt_tokens,
+                              completion_tokens)
+SELECT user_id, day, sum(questions), sum(failed), sum(prompt_tokens),
+       sum(completion_tokens)
+FROM usage_daily
+GROUP BY user_id, day
+"""
+
+
+def _counts() -> list[sa.Column[int]]:
+    return [
+        sa.Column("questions", sa.Integer(), nullable=False),
+        sa.Column("failed", sa.Integer(), nullable=False),
+        sa.Column("prompt_tokens", sa.BigInteger(), nullable=False),
+        sa.Column("completion_tokens", sa.BigInteger(), nullable=False),
+    ]
+
+
+def _user_key(table: str) -> sa.ForeignKeyConstraint:
+    return sa.ForeignKeyConstraint(
+        ["user_id"],
+        ["users.id"],
+        name=op.f(f"fk_{table}_user_id_users"),
+        ondelete="CASCADE",
+    )
 
 
 def upgrade() -> None:
@@ -46,25 +74,28 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("model", sa.String(length=200), nullable=False),
-        sa.Column("questions", sa.Integer(), nullable=False),
-        sa.Column("failed", sa.Integer(), nullable=False),
-        sa.Column("prompt_tokens", sa.BigInteger(), nullable=False),
-        sa.Column("completion_tokens", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
-            name=op.f("fk_usage_daily_user_id_users"),
-            ondelete="CASCADE",
-        ),
+        *_counts(),
+        _user_key("usage_daily"),
         sa.PrimaryKeyConstraint("user_id", "day", "model", name=op.f("pk_usage_daily")),
         sqlite_with_rowid=False,
     )
     op.create_index(
         op.f("ix_usage_daily_day"), "usage_daily", ["day", "user_id", "model"]
     )
+    op.create_table(
+        "usage_user_daily",
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        *_counts(),
+        _user_key("usage_user_daily"),
+        sa.PrimaryKeyConstraint("user_id", "day", name=op.f("pk_usage_user_daily")),
+        sqlite_with_rowid=False,
+    )
     op.execute(BACKFILL.format(day=DAY[op.get_bind().dialect.name]))
+    op.execute(BACKFILL_USERS)
 
 
 def downgrade() -> None:
+    op.drop_table("usage_user_daily")
     op.drop_index(op.f("ix_usage_daily_day"), table_name="usage_daily")
     op.drop_table("usage_daily")

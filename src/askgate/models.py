@@ -4,7 +4,7 @@ from askgate.api_keys.models import ApiKey
 from askgate.auth.models import AuthEpoch, AuthSession, RefreshToken
 from askgate.questions.models import Question, QuestionStatus
 from askgate.quota.models import TokenUsage
-from askgate.usage.models import UsageDaily
+from askgate.usage.models import UsageDaily, UserUsageDaily
 from askgate.users.models import Role, User
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "TokenUsage",
     "UsageDaily",
     "User",
+    "UserUsageDaily",
 ]

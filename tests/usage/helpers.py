@@ -13,7 +13,7 @@ from askgate.config import Settings
 from askgate.db import Database, utcnow
 from askgate.questions.ledger import Ledger
 from askgate.questions.models import Question, QuestionStatus
-from askgate.usage.models import UsageDaily
+from askgate.usage.models import UsageDaily, UserUsageDaily
 from tests.fake_upstream import FakeUpstream
 
 
@@ -102,6 +102,34 @@ async def rollup(db: Database) -> list[Counts]:
             ).order_by(UsageDaily.user_id, UsageDaily.day, UsageDaily.model)
         )
         return [_counts(row) for row in rows]
+
+
+UserCounts = tuple[int, date, int, int, int, int]  # user, day, counts
+
+
+def per_user(counts: list[Counts]) -> list[UserCounts]:
+    """The counts added up per user and day, all models together."""
+    totals: dict[tuple[int, date], list[int]] = {}
+    for user_id, day, _model, *numbers in counts:
+        total = totals.setdefault((user_id, day), [0, 0, 0, 0])
+        for index, number in enumerate(numbers):
+            total[index] += number
+    return [(u, d, *numbers) for (u, d), numbers in sorted(totals.items())]  # type: ignore[misc]
+
+
+async def user_rollup(db: Database) -> list[UserCounts]:
+    async with db.read() as session:
+        rows = await session.execute(
+            select(
+                UserUsageDaily.user_id,
+                UserUsageDaily.day,
+                UserUsageDaily.questions,
+                UserUsageDaily.failed,
+                UserUsageDaily.prompt_tokens,
+                UserUsageDaily.completion_tokens,
+            ).order_by(UserUsageDaily.user_id, UserUsageDaily.day)
+        )
+        return [(u, d, *numbers) for u, d, *numbers in rows]  # type: ignore[misc]
 
 
 def _counts(row: Any) -> Counts:

@@ -19,7 +19,15 @@ from tests.postgres_server import (
     postgres_url,
     with_database,
 )
-from tests.usage.helpers import Calendar, recount, rollup, rows_of, two_models
+from tests.usage.helpers import (
+    Calendar,
+    per_user,
+    recount,
+    rollup,
+    rows_of,
+    two_models,
+    user_rollup,
+)
 
 __all__ = ["postgres_server", "postgres_url"]  # fixtures used through `with_database`
 
@@ -154,6 +162,7 @@ async def test_the_rollup_equals_a_recount_of_the_questions(
     counted = await recount(db)
 
     assert await rollup(db) == counted
+    assert await user_rollup(db) == per_user(counted)
     # The run is what it says: two days, two models, each status, both APIs.
     yesterday, today = calendar.day(1), calendar.day(0)
     assert {(u, day, model) for u, day, model, *_ in counted} == {

@@ -1,8 +1,9 @@
-"""The daily usage rollup (`usage_daily`), kept in the transaction that stores
-the questions (askgate.questions.ledger): a question and its count are committed
-together or not at all, so the rollup always equals a recount of `questions`
-grouped by user, UTC day and model (the migration 20261204_usage_daily fills it
-that way for the questions stored before it).
+"""The daily usage rollups, kept in the transaction that stores the questions
+(askgate.questions.ledger): a question and its counts are committed together or
+not at all, so `usage_daily` always equals a recount of `questions` grouped by
+user, UTC day and model, and `usage_user_daily` grouped by user and UTC day (the
+migration 20261204_usage_daily fills both that way for the questions stored
+before it).
 
 - A question counts on the UTC day of its `created_at` (when it was asked), the
   day it shows on in the history.
@@ -13,9 +14,9 @@ that way for the questions stored before it).
   rows go with their user.
 
 What it costs a batch of stored questions: one pass in Python summing them per
-(user, day, model), and one INSERT ... ON CONFLICT DO UPDATE run with those
-sums, in key order (so that concurrent batches on PostgreSQL lock the rows they
-share in the same order, and cannot deadlock).
+(user, day, model), then per (user, day), and for each table one INSERT ... ON
+CONFLICT DO UPDATE run with those sums, in key order (so that concurrent batches
+on PostgreSQL lock the rows they share in the same order, and cannot deadlock).
 """
 
 from dataclasses import dataclass
@@ -26,22 +27,28 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from askgate.usage.models import UsageDaily
+from askgate.usage.models import UsageDaily, UserUsageDaily
 
-_TABLE = cast(Table, UsageDaily.__table__)
 _COUNTERS = ("questions", "failed", "prompt_tokens", "completion_tokens")
 
 
-def _upsert(dialect: Any) -> Any:
-    insert = dialect.insert(_TABLE)
+def _upsert(dialect: Any, model: type[UsageDaily | UserUsageDaily]) -> Any:
+    table = cast(Table, model.__table__)
+    insert = dialect.insert(table)
     return insert.on_conflict_do_update(
-        index_elements=["user_id", "day", "model"],
-        set_={name: _TABLE.c[name] + insert.excluded[name] for name in _COUNTERS},
+        index_elements=[column.name for column in table.primary_key],
+        set_={name: table.c[name] + insert.excluded[name] for name in _COUNTERS},
     )
 
 
 # Built once per dialect: `excluded` makes new column objects every time.
-_UPSERTS = {"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)}
+_UPSERTS = {
+    dialect.dialect.name: (
+        _upsert(dialect, UsageDaily),
+        _upsert(dialect, UserUsageDaily),
+    )
+    for dialect in (postgresql, sqlite)
+}
 
 
 @dataclass(slots=True)
@@ -50,6 +57,12 @@ class _Sums:
     failed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+    def add(self, other: "_Sums") -> None:
+        self.questions += other.questions
+        self.failed += other.failed
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
 
 
 class Tally:
@@ -82,24 +95,35 @@ class Tally:
     def __bool__(self) -> bool:
         return bool(self._sums)
 
-    def rows(self) -> list[dict[str, Any]]:
-        """The increments, one per key, in key order."""
-        return [
-            {
-                "user_id": user_id,
-                "day": day,
-                "model": model,
-                "questions": sums.questions,
-                "failed": sums.failed,
-                "prompt_tokens": sums.prompt_tokens,
-                "completion_tokens": sums.completion_tokens,
-            }
-            for (user_id, day, model), sums in sorted(self._sums.items())
+    def rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The increments of `usage_daily` and of `usage_user_daily`, each in
+        key order."""
+        by_model = []
+        by_user: dict[tuple[int, date], _Sums] = {}
+        for (user_id, day, model), sums in sorted(self._sums.items()):
+            by_model.append(
+                {"user_id": user_id, "day": day, "model": model, **_counts(sums)}
+            )
+            by_user.setdefault((user_id, day), _Sums()).add(sums)
+        return by_model, [
+            {"user_id": user_id, "day": day, **_counts(sums)}
+            for (user_id, day), sums in by_user.items()
         ]
 
 
+def _counts(sums: _Sums) -> dict[str, int]:
+    return {
+        "questions": sums.questions,
+        "failed": sums.failed,
+        "prompt_tokens": sums.prompt_tokens,
+        "completion_tokens": sums.completion_tokens,
+    }
+
+
 async def record(*, session: AsyncSession, tally: Tally) -> None:
-    """Add the tally to the rollup, in the caller's transaction."""
+    """Add the tally to both rollups, in the caller's transaction."""
     if tally:
-        statement = _UPSERTS[session.get_bind().dialect.name]
-        await session.execute(statement, tally.rows())
+        by_model, by_user = _UPSERTS[session.get_bind().dialect.name]
+        model_rows, user_rows = tally.rows()
+        await session.execute(by_model, model_rows)
+        await session.execute(by_user, user_rows)

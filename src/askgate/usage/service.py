@@ -1,9 +1,10 @@
 """Reading the daily usage rollup (askgate.usage.rollup keeps it).
 
-Every query reads `usage_daily` only (and `users` for the names of the rows it
-returns), never `questions`: one user's days are a range of its primary key
-(user_id, day, model), everyone's days a range of its index on (day, user_id,
-model).
+Every query reads a rollup (and `users` for the names of the rows it returns),
+never `questions`: in `usage_daily`, one user's days are a range of its primary
+key (user_id, day, model), everyone's days a range of its index on (day,
+user_id, model); the leaderboard adds up `usage_user_daily`, one row per user
+and day.
 """
 
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from typing import Any, TypeAlias
 from sqlalchemy import BigInteger, ColumnElement, Row, and_, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from askgate.usage.models import UsageDaily
+from askgate.usage.models import UsageDaily, UserUsageDaily
 from askgate.users.models import User
 
 # Rows of any columns (SQLAlchemy types a row by its columns).
@@ -116,23 +117,24 @@ async def leaderboard(
     *, session: AsyncSession, window: Window, by: Ranking, limit: int
 ) -> Rows:
     """The `limit` users with the most tokens (or questions) in the window,
-    with their totals; ties by user id."""
-    questions = _sum(UsageDaily.questions).label("questions")
-    prompt = _sum(UsageDaily.prompt_tokens).label("prompt_tokens")
-    completion = _sum(UsageDaily.completion_tokens).label("completion_tokens")
+    with their totals; ties by user id. Read from the per-user rollup: one
+    row per user and day, however many models they asked."""
+    questions = _sum(UserUsageDaily.questions).label("questions")
+    prompt = _sum(UserUsageDaily.prompt_tokens).label("prompt_tokens")
+    completion = _sum(UserUsageDaily.completion_tokens).label("completion_tokens")
     measure = questions if by is Ranking.QUESTIONS else prompt + completion
     top = (
         select(
-            UsageDaily.user_id,
+            UserUsageDaily.user_id,
             questions,
-            _sum(UsageDaily.failed).label("failed"),
+            _sum(UserUsageDaily.failed).label("failed"),
             prompt,
             completion,
             measure.label("measure"),
         )
-        .where(_within(window))
-        .group_by(UsageDaily.user_id)
-        .order_by(measure.desc(), UsageDaily.user_id)
+        .where(UserUsageDaily.day.between(window.first, window.last))
+        .group_by(UserUsageDaily.user_id)
+        .order_by(measure.desc(), UserUsageDaily.user_id)
         .limit(limit)
         .subquery()
     )
