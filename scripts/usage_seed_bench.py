@@ -84,8 +84,10 @@ def _questions(
         yield (user_id, QUESTION, answer, model, status, prompt, completion, 1, asked)
 
 
-def seed(path: Path, *, users: int, days: int, count: int, password_hash: str) -> int:
-    """Fill the migrated database; returns how many rollup rows it holds."""
+def seed(
+    path: Path, *, users: int, days: int, count: int, password_hash: str
+) -> tuple[int, int]:
+    """Fill the migrated database; returns how many rows each rollup holds."""
     connection = sqlite3.connect(path)
     connection.execute("PRAGMA synchronous=OFF")
     created = _stamp(datetime.now(UTC))
@@ -132,8 +134,11 @@ def seed(path: Path, *, users: int, days: int, count: int, password_hash: str) -
     assert counted == rolled, (counted, rolled)
     connection.execute("ANALYZE")  # as a long-lived database would have it
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (user_days,) = connection.execute(
+        "SELECT count(*) FROM usage_user_daily"
+    ).fetchone()
     connection.close()
-    return len(rollup)
+    return len(rollup), user_days
 
 
 def _cases(days: int) -> list[Case]:
@@ -249,7 +254,7 @@ def main() -> int:
     started = time.perf_counter()
     migrate.upgrade(f"sqlite+aiosqlite:///{path}")
     password_hash = asyncio.run(hash_password(PASSWORD))
-    rollup_rows = seed(
+    model_days, user_days = seed(
         path,
         users=args.users,
         days=args.days,
@@ -260,7 +265,8 @@ def main() -> int:
     size = sum(p.stat().st_size for p in path.parent.glob(f"{path.name}*"))
     print(
         f"Seeded {args.users:,} users, {args.days} days, {args.questions:,} "
-        f"questions and {rollup_rows:,} rollup rows in {seeding:.1f} s "
+        f"questions, {model_days:,} usage_daily and {user_days:,} "
+        f"usage_user_daily rows in {seeding:.1f} s "
         f"(migration included); database {size / 1e6:.0f} MB: {path}"
     )
 

@@ -185,6 +185,15 @@ async def test_the_rollup_equals_a_recount_of_the_questions(
     assert sorted(rows_of(every.json(), "user_id", "day", "model", *COUNTS[:4])) == [
         (u, str(day), model, *numbers) for u, day, model, *numbers in counted
     ]
+    board = await client.get("/usage/leaderboard?days=2", headers=admin_headers)
+    by_user: dict[int, list[int]] = {}
+    for u, _day, *numbers in per_user(counted):
+        by_user[u] = [
+            a + b for a, b in zip(by_user.get(u, [0] * 4), numbers, strict=True)
+        ]
+    assert sorted(rows_of(board.json(), "user_id", *COUNTS[:4])) == [
+        (u, *numbers) for u, numbers in sorted(by_user.items())
+    ]
 
 
 async def test_deleting_a_question_does_not_change_usage(
