@@ -91,6 +91,18 @@ async def _my_usage(world: World, actor: str) -> Call:
     return Call("/users/me/usage")
 
 
+async def _my_daily_usage(world: World, actor: str) -> Call:
+    return Call("/users/me/usage/daily?format=csv")
+
+
+async def _daily_usage(world: World, actor: str) -> Call:
+    return Call("/usage/daily")
+
+
+async def _leaderboard(world: World, actor: str) -> Call:
+    return Call("/usage/leaderboard?by=questions")
+
+
 async def _update_me(world: World, actor: str) -> Call:
     return Call("/users/me", json={"email": f"{actor}@example.com"})
 
@@ -214,6 +226,9 @@ MATRIX: list[tuple[str, str, CallBuilder, dict[str, int]]] = [
     ("POST", "/auth/logout", _logout, _same(204)),
     ("GET", "/users/me", _me, _login_or_key(200)),
     ("GET", "/users/me/usage", _my_usage, _login_or_key(200)),
+    ("GET", "/users/me/usage/daily", _my_daily_usage, _login_or_key(200)),
+    ("GET", "/usage/daily", _daily_usage, _admin_only(200)),
+    ("GET", "/usage/leaderboard", _leaderboard, _admin_only(200)),
     ("PATCH", "/users/me", _update_me, _login(200)),
     # The world's only admin: an active admin always remains.
     ("DELETE", "/users/me", _me, {**_login(204), "admin": 409}),

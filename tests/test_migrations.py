@@ -2,6 +2,7 @@ import asyncio
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ TABLES = {
     "token_usage",
     "auth_epoch",
     "api_keys",
+    "usage_daily",
+    "usage_user_daily",
 }
 
 
@@ -399,3 +402,104 @@ def test_api_keys_upgrade_downgrade_upgrade_keeps_every_question(
     _sql(blank_url, _QUESTION, {"id": 4, "key": 4})
     _sql(blank_url, "DELETE FROM users")  # keys go with their user
     assert _sql(blank_url, "SELECT count(*) FROM api_keys") == [(0,)]
+
+
+# --- 20261204_usage_daily: the rollup, filled from the questions stored so far --
+
+BEFORE_USAGE = "20261203_api_keys"
+_USAGE_QUESTION = (
+    "INSERT INTO questions (user_id, content, model, status, prompt_tokens, "
+    "completion_tokens, latency_ms, created_at) VALUES (:user_id, 'q', :model, "
+    ":status, :prompt, :completion, 1, :at)"
+)
+_ROLLUP = (
+    "SELECT user_id, day, model, questions, failed, prompt_tokens, "
+    "completion_tokens FROM usage_daily ORDER BY user_id, day, model"
+)
+_USER_ROLLUP = (
+    "SELECT user_id, day, questions, failed, prompt_tokens, completion_tokens "
+    "FROM usage_user_daily ORDER BY user_id, day"
+)
+
+
+def _by_day(url: str, statement: str) -> list[tuple[Any, ...]]:
+    """The rows with their day as text (SQLite's is text, PostgreSQL's a date)."""
+    return [(row[0], str(row[1]), *row[2:]) for row in _rows(url, statement)]
+
+
+def _moment(url: str, at: datetime) -> datetime | str:
+    """A created_at as askgate stores it: UTC text on SQLite (its driver's own
+    datetime adapter is deprecated), a timestamptz on PostgreSQL."""
+    if url.startswith("sqlite"):
+        return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return at
+
+
+def _usage_question(
+    url: str,
+    user_id: int,
+    model: str,
+    status: str,
+    tokens: tuple[int | None, int | None],
+    at: str,
+) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "model": model,
+        "status": status,
+        "prompt": tokens[0],
+        "completion": tokens[1],
+        "at": _moment(url, datetime.fromisoformat(at)),
+    }
+
+
+def test_usage_daily_is_filled_from_the_questions_stored_before_it(
+    blank_url: str,
+) -> None:
+    migrate.upgrade(blank_url, BEFORE_USAGE)
+    _sql(
+        blank_url,
+        "INSERT INTO users (id, username, username_canonical, password_hash, role, "
+        "is_active, created_at, updated_at) VALUES (:id, :name, :name, 'x', 'user', "
+        "true, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        [{"id": 1, "name": "bob"}, {"id": 2, "name": "carol"}],
+    )
+    late, next_day = "2026-12-01T23:59:59+00:00", "2026-12-02T00:30:00+01:00"
+    _sql(
+        blank_url,
+        _USAGE_QUESTION,
+        [
+            _usage_question(blank_url, 1, "alpha", "answered", (3, 5), late),
+            _usage_question(blank_url, 1, "alpha", "failed", (None, None), late),
+            _usage_question(blank_url, 1, "alpha", "cancelled", (4, None), late),
+            # 23:30 UTC, whatever the offset it was given with.
+            _usage_question(blank_url, 1, "alpha", "answered", (1, 1), next_day),
+            _usage_question(blank_url, 1, "beta", "answered", (2, 7), late),
+            _usage_question(
+                blank_url, 2, "alpha", "failed", (6, 0), "2026-12-02T08:00:00+00:00"
+            ),
+        ],
+    )
+
+    migrate.upgrade(blank_url)
+
+    command.check(migrate.alembic_config(blank_url))  # models match, both backends
+    expected = [
+        (1, "2026-12-01", "alpha", 4, 1, 8, 6),
+        (1, "2026-12-01", "beta", 1, 0, 2, 7),
+        (2, "2026-12-02", "alpha", 1, 1, 6, 0),
+    ]
+    expected_users = [(1, "2026-12-01", 5, 1, 10, 13), (2, "2026-12-02", 1, 1, 6, 0)]
+    assert _by_day(blank_url, _ROLLUP) == expected
+    assert _by_day(blank_url, _USER_ROLLUP) == expected_users
+    _sql(blank_url, "DELETE FROM users WHERE id = 2")  # the rows go with the user
+    assert [r[0] for r in _rows(blank_url, _ROLLUP)] == [1, 1]
+    assert [r[0] for r in _rows(blank_url, _USER_ROLLUP)] == [1]
+
+    migrate.downgrade(blank_url, BEFORE_USAGE)
+    for statement in (_ROLLUP, _USER_ROLLUP):  # both tables are gone
+        with pytest.raises(Exception, match="usage_"):
+            _sql(blank_url, statement)
+    migrate.upgrade(blank_url)
+    assert _by_day(blank_url, _ROLLUP) == expected[:2]
+    assert _by_day(blank_url, _USER_ROLLUP) == expected_users[:1]

@@ -37,6 +37,7 @@ from askgate.questions.ledger import Ledger
 from askgate.questions.router import router as questions_router
 from askgate.runtime import Runtime
 from askgate.throttle import Throttle
+from askgate.usage.router import router as usage_router
 from askgate.users import service as users_service
 from askgate.users.router import router as users_router
 from askgate.users.schemas import AdminUserCreate, admin_from_settings
@@ -177,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         users_router,
         api_keys_router,
         api_keys_admin_router,
+        usage_router,
         auth_router,
         health_router,
     )

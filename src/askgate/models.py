@@ -4,6 +4,7 @@ from askgate.api_keys.models import ApiKey
 from askgate.auth.models import AuthEpoch, AuthSession, RefreshToken
 from askgate.questions.models import Question, QuestionStatus
 from askgate.quota.models import TokenUsage
+from askgate.usage.models import UsageDaily, UserUsageDaily
 from askgate.users.models import Role, User
 
 __all__ = [
@@ -15,5 +16,7 @@ __all__ = [
     "RefreshToken",
     "Role",
     "TokenUsage",
+    "UsageDaily",
     "User",
+    "UserUsageDaily",
 ]

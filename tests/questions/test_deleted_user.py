@@ -130,4 +130,10 @@ async def test_a_vanished_user_does_not_fail_the_rest_of_the_batch(
     assert stored.status_code == 201, stored.text
     listed = (await client.get("/questions", headers=admin_headers)).json()
     assert sorted(q["content"] for q in listed) == ["first", "staying"]
+    # The batch written again counts what it kept, and nothing of the other.
+    usage = (await client.get("/usage/daily", headers=admin_headers)).json()
+    assert sorted((row["user_id"], row["questions"]) for row in usage) == [
+        (first.id, 1),
+        (staying.id, 1),
+    ]
     _assert_quiet(caplog)

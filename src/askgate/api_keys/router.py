@@ -28,9 +28,10 @@ Offset = Annotated[int, Query(ge=0, le=2**31)]
 _USE = (
     "Send it as `Authorization: Bearer ag-...` to ask questions and read your "
     "own data (`POST /questions`, `GET /questions/me`, `GET|DELETE "
-    "/questions/{id}`, `GET /users/me`, `GET /users/me/usage`). A key never "
-    "manages the account (password, email, deletion, keys) and never carries "
-    "an admin's powers: those routes answer 403 and need a login."
+    "/questions/{id}`, `GET /users/me`, `GET /users/me/usage`, `GET "
+    "/users/me/usage/daily`). A key never manages the account (password, "
+    "email, deletion, keys) and never carries an admin's powers: those routes "
+    "answer 403 and need a login."
 )
 
 

@@ -15,6 +15,10 @@ SHARE, which a DELETE waits for; SQLite: its write lock already excludes one) an
 drops the writes of users who are gone: the question goes with its user, and the
 rest of the batch is written as usual. The foreign keys' own checks lock the
 users' rows the same way on the first try, so no deletion slips between.
+
+The same transaction adds the stored questions to the daily usage rollup
+(askgate.usage.rollup): a batch that is written again, or a question dropped
+with its user, is counted exactly as it is stored.
 """
 
 import asyncio
@@ -30,8 +34,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from askgate.db import Database
 from askgate.errors import NotAuthenticated
 from askgate.group_commit import GroupCommit, Outcome
-from askgate.questions.models import Question
+from askgate.questions.models import Question, QuestionStatus
 from askgate.quota import service as quota
+from askgate.usage import rollup
 from askgate.users.models import User
 
 logger = logging.getLogger("askgate.questions")
@@ -159,6 +164,7 @@ class Ledger:
             await quota.settle_many(
                 session=session, settlements=[q.settlement for q in kept]
             )
+            await rollup.record(session=session, tally=_tally(rows))
         outcomes: list[Outcome[int | None]] = []
         for question in questions:
             if question.settlement.user_id not in present:
@@ -166,6 +172,20 @@ class Ledger:
             else:
                 outcomes.append(None if question.row is None else next(ids))
         return outcomes
+
+
+def _tally(rows: Iterable[dict[str, Any]]) -> rollup.Tally:
+    tally = rollup.Tally()
+    for row in rows:
+        tally.add(
+            user_id=row["user_id"],
+            created_at=row["created_at"],
+            model=row["model"],
+            failed=row["status"] == QuestionStatus.FAILED,
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
+        )
+    return tally
 
 
 def _log_failed_release(releasing: asyncio.Future[int | None]) -> None:
