@@ -32,6 +32,13 @@ class Question(Base):
     )
     content: Mapped[str] = mapped_column(Text)
     answer: Mapped[str | None] = mapped_column(Text)
+    # What `q` searches (askgate.questions.history.searchable): the question and
+    # the answer in canonical form, folded in Python so that every backend
+    # matches the same way.
+    # Deferred: written with the question, only ever read by the database.
+    search_text: Mapped[str] = mapped_column(
+        Text, deferred=True, deferred_raiseload=True
+    )
     # The public name of the model asked (askgate.llm.registry); what the
     # upstream that answered reported as its model, None if none answered.
     model: Mapped[str] = mapped_column(String(200))

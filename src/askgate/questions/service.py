@@ -19,13 +19,12 @@ then `complete` or `relay`, which store the question however it ends.
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from askgate.auth.cache import Caller
@@ -54,6 +53,7 @@ from askgate.llm.types import (
     ToolCall,
     Usage,
 )
+from askgate.questions.history import searchable
 from askgate.questions.ledger import AccountDeleted, Ledger
 from askgate.questions.models import Question, QuestionStatus
 from askgate.questions.schemas import QuestionCreate, QuestionRead
@@ -162,11 +162,13 @@ class Attempt:
         (see `_salvage`). Once submitted, the write completes even if this call
         is cancelled.
         """
+        answer = "".join(self.parts) if self.parts else None
         row = {
             "user_id": self.user_id,
             "api_key_id": self.api_key_id,
             "content": self.content,
-            "answer": "".join(self.parts) if self.parts else None,
+            "answer": answer,
+            "search_text": searchable(self.content, answer),
             "model": self.model,
             "upstream_model": upstream_model,
             "status": status,
@@ -472,26 +474,3 @@ async def get_question(*, session: AsyncSession, question_id: int) -> Question |
 
 async def delete_question(*, session: AsyncSession, question: Question) -> None:
     await session.delete(question)
-
-
-async def list_for_user(
-    *, session: AsyncSession, user_id: int, limit: int, before_id: int | None
-) -> Sequence[Question]:
-    query = select(Question).where(Question.user_id == user_id)
-    if before_id is not None:
-        query = query.where(Question.id < before_id)
-    rows = await session.scalars(query.order_by(Question.id.desc()).limit(limit))
-    return rows.all()
-
-
-async def list_all(
-    *, session: AsyncSession, user_id: int | None, limit: int, offset: int
-) -> tuple[Sequence[Question], int]:
-    query = select(Question)
-    if user_id is not None:
-        query = query.where(Question.user_id == user_id)
-    total = await session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = await session.scalars(
-        query.order_by(Question.id.desc()).limit(limit).offset(offset)
-    )
-    return rows.all(), total or 0
