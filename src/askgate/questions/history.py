@@ -28,6 +28,7 @@ from datetime import datetime
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from askgate.db import id_param
 from askgate.questions.models import Question, QuestionStatus
 from askgate.users.names import canonical
 
@@ -78,7 +79,7 @@ async def list_for_user(
 ) -> Sequence[Question]:
     query = filters.apply(select(Question).where(Question.user_id == user_id))
     if before_id is not None:
-        query = query.where(Question.id < before_id)
+        query = query.where(Question.id < id_param(before_id))
     rows = await session.scalars(query.order_by(Question.id.desc()).limit(limit))
     return rows.all()
 
@@ -93,7 +94,7 @@ async def list_all(
 ) -> tuple[Sequence[Question], int]:
     query = filters.apply(select(Question))
     if user_id is not None:
-        query = query.where(Question.user_id == user_id)
+        query = query.where(Question.user_id == id_param(user_id))
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
     rows = await session.scalars(
         query.order_by(Question.id.desc()).limit(limit).offset(offset)

@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from askgate.auth.cache import Caller
 from askgate.config import Settings
-from askgate.db import utcnow
+from askgate.db import id_param, utcnow
 from askgate.errors import (
     DomainError,
     UpstreamFailed,
@@ -469,7 +470,9 @@ def _last_event(outcome: StreamOutcome) -> dict[str, Any]:
 
 
 async def get_question(*, session: AsyncSession, question_id: int) -> Question | None:
-    return await session.get(Question, question_id)
+    query = select(Question).where(Question.id == id_param(question_id))
+    question: Question | None = await session.scalar(query)
+    return question
 
 
 async def delete_question(*, session: AsyncSession, question: Question) -> None:
