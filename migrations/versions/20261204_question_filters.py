@@ -1,4 +1,4 @@
-"""What the history's `q` searches: each question's text in canonical form.
+"""The history's filters: the text `q` searches, and indexes for the others.
 
 `questions.search_text` holds the question and its answer, NFKC + casefolded in
 Python (askgate.questions.history), filled here for every existing question, a
@@ -6,6 +6,9 @@ thousand at a time. As in 20261202_canonical_names, no batch mode on SQLite
 (a rebuild copies every question): there the column keeps a DEFAULT '' that no
 insert uses (the ledger always writes it); a question stored without it could
 not be found by `q`.
+
+Three indexes let `status`, `model`, `since` and `until` skip the questions
+they do not keep (scripts/question_filters_bench.py measures them).
 
 Revision ID: 20261204_question_filters
 Revises: 20261203_api_keys
@@ -24,6 +27,11 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 BATCH = 1000
+INDEXES = {
+    "ix_questions_user_id_status_id": ["user_id", "status", "id"],
+    "ix_questions_user_id_model_id": ["user_id", "model", "id"],
+    "ix_questions_user_id_created_at_id": ["user_id", "created_at", "id"],
+}
 
 questions = sa.table(
     "questions",
@@ -79,8 +87,12 @@ def upgrade() -> None:
     _fill(bind)
     if not is_sqlite:
         op.alter_column("questions", "search_text", nullable=False)
+    for name, columns in INDEXES.items():
+        op.create_index(name, "questions", columns)
 
 
 def downgrade() -> None:
+    for name in INDEXES:
+        op.drop_index(name, table_name="questions")
     # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+): see the module docstring.
     op.drop_column("questions", "search_text")

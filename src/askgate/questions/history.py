@@ -25,8 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from askgate.db import id_param
 from askgate.questions.models import Question, QuestionStatus
@@ -50,7 +51,12 @@ class QuestionFilters:
     status: QuestionStatus | None = None
     model: str | None = None
 
-    def apply(self, query: Select[Question]) -> Select[Question]:
+    def apply(
+        self, query: Select[Question], *, user_id: int | None
+    ) -> Select[Question]:
+        """`query` narrowed to the questions that match, of `user_id` if given."""
+        if user_id is not None:
+            query = query.where(Question.user_id == id_param(user_id))
         if self.q:
             query = query.where(
                 Question.search_text.contains(canonical(self.q), autoescape=True)
@@ -59,11 +65,48 @@ class QuestionFilters:
             query = query.where(Question.created_at >= self.since)
         if self.until is not None:
             query = query.where(Question.created_at < self.until)
+        if user_id is not None:
+            query = query.where(*self._window_ids(user_id))
         if self.status is not None:
             query = query.where(Question.status == self.status)
         if self.model is not None:
             query = query.where(Question.model == self.model)
         return query
+
+    def _window_ids(self, user_id: int) -> list[ColumnElement[bool]]:
+        """The ids between which the user's questions of the time window lie.
+
+        The walk newest first along ix_questions_user_id_id cannot skip to a
+        time: "since yesterday" read every older question looking for more
+        matches, "a week in March" every newer one first. A question asked in
+        the window lies between the first and the last id asked in it, two
+        figures read off ix_questions_user_id_created_at_id alone. Ids follow
+        the stores, not exactly the asking times, so `created_at` is still
+        checked row by row.
+        """
+        bounds: list[ColumnElement[bool]] = []
+        if self.since is not None:
+            first = _id_bound(
+                func.min(_BOUND.id), user_id, _BOUND.created_at >= self.since
+            )
+            bounds.append(Question.id >= first)
+        if self.until is not None:
+            last = _id_bound(
+                func.max(_BOUND.id), user_id, _BOUND.created_at < self.until
+            )
+            bounds.append(Question.id <= last)
+        return bounds
+
+
+# The same table again, for the window's subqueries (not correlated).
+_BOUND = aliased(Question, name="bound")
+
+
+def _id_bound(
+    edge: ColumnElement[int], user_id: int, side: ColumnElement[bool]
+) -> ScalarSelect[int]:
+    query = select(edge).where(_BOUND.user_id == id_param(user_id), side)
+    return query.scalar_subquery()
 
 
 NO_FILTERS = QuestionFilters()
@@ -77,7 +120,7 @@ async def list_for_user(
     before_id: int | None,
     filters: QuestionFilters = NO_FILTERS,
 ) -> Sequence[Question]:
-    query = filters.apply(select(Question).where(Question.user_id == user_id))
+    query = filters.apply(select(Question), user_id=user_id)
     if before_id is not None:
         query = query.where(Question.id < id_param(before_id))
     rows = await session.scalars(query.order_by(Question.id.desc()).limit(limit))
@@ -92,9 +135,7 @@ async def list_all(
     offset: int,
     filters: QuestionFilters = NO_FILTERS,
 ) -> tuple[Sequence[Question], int]:
-    query = filters.apply(select(Question))
-    if user_id is not None:
-        query = query.where(Question.user_id == id_param(user_id))
+    query = filters.apply(select(Question), user_id=user_id)
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
     rows = await session.scalars(
         query.order_by(Question.id.desc()).limit(limit).offset(offset)

@@ -18,6 +18,12 @@ class Question(Base):
     __tablename__ = "questions"
     __table_args__ = (
         Index("ix_questions_user_id_id", "user_id", "id"),
+        # The history's filters (askgate.questions.history): a status or a
+        # model walked newest first without reading the other questions, and
+        # a time window's first and last ids.
+        Index("ix_questions_user_id_status_id", "user_id", "status", "id"),
+        Index("ix_questions_user_id_model_id", "user_id", "model", "id"),
+        Index("ix_questions_user_id_created_at_id", "user_id", "created_at", "id"),
         # Revoking a key sets its questions' api_key_id to null: found by index.
         Index("ix_questions_api_key_id", "api_key_id"),
         {"sqlite_autoincrement": True},
