@@ -183,6 +183,40 @@ async def test_since_is_inclusive_and_until_exclusive(
     assert await found(client, user_headers, until=just_after) == [second, first]
 
 
+async def test_a_window_holds_questions_stored_out_of_asking_order(
+    client: httpx.AsyncClient,
+    user_headers: dict[str, str],
+    admin_headers: dict[str, str],
+    db: Database,
+) -> None:
+    """Ids follow the stores: a long answer is stored after a later question's
+    short one. The window is on the asking times all the same."""
+    ids = [await ask(client, user_headers, f"asked {n}") for n in range(4)]
+    late, early, middle, last = ids
+    for question_id, days in ((late, 2), (early, 0), (middle, 1), (last, 3)):
+        await set_created_at(db, question_id, T0 + timedelta(days=days))
+    day = [(T0 + timedelta(days=n)).isoformat() for n in range(4)]
+    user_id = (await client.get("/users/me", headers=user_headers)).json()["id"]
+
+    assert await found(client, user_headers, since=day[1]) == [last, middle, late]
+    assert await found(client, user_headers, until=day[1]) == [early]
+    assert await found(client, user_headers, until=day[3]) == [middle, early, late]
+    assert await found(client, user_headers, since=day[1], until=day[3]) == [
+        middle,
+        late,
+    ]
+    assert await found(
+        client, user_headers, since=day[1], until=day[3], before_id=middle
+    ) == [late]
+    assert await listed(
+        client, admin_headers, user_id=user_id, since=day[1], until=day[3]
+    ) == ([middle, late], 2)
+    assert await listed(client, admin_headers, since=day[1], until=day[3]) == (
+        [middle, late],
+        2,
+    )
+
+
 async def test_timestamps_without_an_offset_are_utc(
     client: httpx.AsyncClient, user_headers: dict[str, str], db: Database
 ) -> None:
