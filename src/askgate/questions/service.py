@@ -4,7 +4,8 @@ What one plain question costs, besides the upstream call: the caller check (a
 shared read of the auth epoch, askgate.auth.cache; with an API key, at most one
 queued last-use write a minute, askgate.api_keys.last_used), and a share of one
 group-committed write transaction that locks its user's row, stores the question
-and counts its tokens (askgate.questions.ledger). Under a daily quota, also a
+(with its text folded for the history's search, askgate.questions.history) and
+counts its tokens (askgate.questions.ledger). Under a daily quota, also a
 share of one group-committed transaction that reserves its tokens before the call.
 
 No database session is open while the LLM works. A failed or cancelled question
