@@ -331,10 +331,11 @@ def test_question_models_keep_existing_names_both_ways(blank_url: str) -> None:
 BEFORE_API_KEYS = "20261203_openai_api"
 # Added to `questions` by 20261203_question_models and 20261203_openai_api.
 EARLIER_QUESTION_COLUMNS = ("upstream_model", "messages", "tool_calls")
+# At the head revision: with 20261204_question_filters' search_text.
 _QUESTION = (
-    "INSERT INTO questions (id, user_id, api_key_id, content, model, status, "
-    "latency_ms, created_at) VALUES (:id, 1, :key, 'q', 'm', 'answered', 1, "
-    "CURRENT_TIMESTAMP)"
+    "INSERT INTO questions (id, user_id, api_key_id, content, search_text, model, "
+    "status, latency_ms, created_at) VALUES (:id, 1, :key, 'q', 'q', 'm', "
+    "'answered', 1, CURRENT_TIMESTAMP)"
 )
 _KEY = (
     "INSERT INTO api_keys (id, user_id, name, prefix, digest, created_at) "
@@ -503,3 +504,51 @@ def test_usage_daily_is_filled_from_the_questions_stored_before_it(
     migrate.upgrade(blank_url)
     assert _by_day(blank_url, _ROLLUP) == expected[:2]
     assert _by_day(blank_url, _USER_ROLLUP) == expected_users[:1]
+
+
+# --- 20261204_question_filters: questions.search_text, filled for every question --
+
+BEFORE_QUESTION_FILTERS = "20261204_usage_daily"
+
+
+def _search_texts(url: str) -> list[tuple[Any, ...]]:
+    return _rows(url, "SELECT id, search_text FROM questions ORDER BY id")
+
+
+def test_question_filters_fill_search_text_both_ways(blank_url: str) -> None:
+    migrate.upgrade(blank_url, BEFORE_QUESTION_FILTERS)
+    _sql(
+        blank_url,
+        "INSERT INTO users (id, username, username_canonical, password_hash, role, "
+        "is_active, created_at, updated_at) VALUES (1, 'bob', 'bob', 'x', 'user', "
+        "true, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+    )
+    # More than one batch of the fill (a thousand).
+    questions = [
+        {"id": 1, "content": "Un ÉTÉ à Paris?", "answer": "Il fait ＣＨＡＵＤ."},
+        {"id": 2, "content": "Straße", "answer": None},
+    ] + [{"id": n, "content": f"Q{n}", "answer": f"A{n}"} for n in range(3, 1006)]
+    _sql(
+        blank_url,
+        "INSERT INTO questions (id, user_id, content, answer, model, status, "
+        "latency_ms, created_at) VALUES (:id, 1, :content, :answer, 'm', "
+        "'answered', 1, CURRENT_TIMESTAMP)",
+        questions,
+    )
+    expected = [
+        (1, "un été à paris?\nil fait chaud."),
+        (2, "strasse"),
+    ] + [(n, f"q{n}\na{n}") for n in range(3, 1006)]
+
+    migrate.upgrade(blank_url)
+    command.check(migrate.alembic_config(blank_url))  # models match, both backends
+    assert _search_texts(blank_url) == expected
+
+    migrate.downgrade(blank_url, BEFORE_QUESTION_FILTERS)
+    (row,) = _sql(blank_url, "SELECT * FROM questions WHERE id = 1")
+    assert "search_text" not in row._fields
+    assert "api_key_id" in row._fields  # dropped alone, not rebuilt
+    assert _rows(blank_url, "SELECT count(*) FROM questions") == [(1005,)]
+
+    migrate.upgrade(blank_url)
+    assert _search_texts(blank_url) == expected

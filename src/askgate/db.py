@@ -18,7 +18,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    DateTime,
+    MetaData,
+    TypeDecorator,
+    event,
+    literal,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -68,6 +76,13 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def id_param(value: int) -> BindParameter[int]:
+    """An id from a request, bound as BIGINT: ids are INTEGER (32 bits) on
+    PostgreSQL while the API takes any 63-bit one, which asyncpg refuses to
+    bind as INTEGER (a 500); as BIGINT it compares as it should."""
+    return literal(value, BigInteger)
 
 
 class Base(DeclarativeBase):

@@ -18,6 +18,12 @@ class Question(Base):
     __tablename__ = "questions"
     __table_args__ = (
         Index("ix_questions_user_id_id", "user_id", "id"),
+        # The history's filters (askgate.questions.history): a status or a
+        # model walked newest first without reading the other questions, and
+        # a time window's first and last ids.
+        Index("ix_questions_user_id_status_id", "user_id", "status", "id"),
+        Index("ix_questions_user_id_model_id", "user_id", "model", "id"),
+        Index("ix_questions_user_id_created_at_id", "user_id", "created_at", "id"),
         # Revoking a key sets its questions' api_key_id to null: found by index.
         Index("ix_questions_api_key_id", "api_key_id"),
         {"sqlite_autoincrement": True},
@@ -32,6 +38,13 @@ class Question(Base):
     )
     content: Mapped[str] = mapped_column(Text)
     answer: Mapped[str | None] = mapped_column(Text)
+    # What `q` searches (askgate.questions.history.searchable): the question and
+    # the answer in canonical form, folded in Python so that every backend
+    # matches the same way.
+    # Deferred: written with the question, only ever read by the database.
+    search_text: Mapped[str] = mapped_column(
+        Text, deferred=True, deferred_raiseload=True
+    )
     # The public name of the model asked (askgate.llm.registry); what the
     # upstream that answered reported as its model, None if none answered.
     model: Mapped[str] = mapped_column(String(200))

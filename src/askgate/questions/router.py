@@ -6,8 +6,8 @@ from fastapi import APIRouter, Query, Request, Response, status
 from askgate.auth.deps import AdminUser, CallerOrKey
 from askgate.db import SessionDep
 from askgate.errors import UpstreamUnavailable, error_responses
-from askgate.questions import service
-from askgate.questions.deps import OwnedQuestion
+from askgate.questions import history, service
+from askgate.questions.deps import Filters, OwnedQuestion
 from askgate.questions.responding import respond
 from askgate.questions.schemas import QuestionCreate, QuestionDetail, QuestionRead
 from askgate.runtime import Runtime, RuntimeDep
@@ -147,22 +147,28 @@ async def ask(
     description=(
         "The caller's questions, newest first: the last `ASKGATE_HISTORY_SIZE` "
         "(default 3) unless `limit` says otherwise (at most 100). Page back with "
-        "`before_id`, the smallest id seen so far. Every question is kept."
+        "`before_id`, the smallest id seen so far. Every question is kept, those "
+        "asked through the OpenAI API (`/v1`) too.\n\n"
+        "`q`, `since`, `until`, `status` and `model` keep only the questions that "
+        "match all of them; paging with `before_id` works the same under filters. "
+        "`since` after `until` is a 400."
     ),
-    responses=error_responses(401),
+    responses=error_responses(400, 401),
 )
 async def my_questions(
     user: CallerOrKey,
     session: SessionDep,
     runtime: RuntimeDep,
+    filters: Filters,
     limit: Annotated[int | None, Query(ge=1, le=100)] = None,
     before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> list[QuestionRead]:
-    questions = await service.list_for_user(
+    questions = await history.list_for_user(
         session=session,
         user_id=user.id,
         limit=limit or runtime.settings.history_size,
         before_id=before_id,
+        filters=filters,
     )
     return [QuestionRead.of(question) for question in questions]
 
@@ -173,20 +179,27 @@ async def my_questions(
     summary="All questions (admin)",
     description=(
         "Every user's questions, newest first, optionally of one `user_id`; paged "
-        "with `limit` and `offset`. The total is in `X-Total-Count`."
+        "with `limit` and `offset`. Filtered as `GET /questions/me` is (`q`, "
+        "`since`, `until`, `status`, `model`); `X-Total-Count` counts the "
+        "questions that match."
     ),
-    responses=error_responses(401, 403),
+    responses=error_responses(400, 401, 403),
 )
 async def all_questions(
     response: Response,
     admin: AdminUser,
     session: SessionDep,
+    filters: Filters,
     user_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> list[QuestionRead]:
-    questions, total = await service.list_all(
-        session=session, user_id=user_id, limit=limit, offset=offset
+    questions, total = await history.list_all(
+        session=session,
+        user_id=user_id,
+        limit=limit,
+        offset=offset,
+        filters=filters,
     )
     response.headers["X-Total-Count"] = str(total)
     return [QuestionRead.of(question) for question in questions]

@@ -4,7 +4,8 @@ What one plain question costs, besides the upstream call: the caller check (a
 shared read of the auth epoch, askgate.auth.cache; with an API key, at most one
 queued last-use write a minute, askgate.api_keys.last_used), and a share of one
 group-committed write transaction that locks its user's row, stores the question
-and counts its tokens (askgate.questions.ledger). Under a daily quota, also a
+(with its text folded for the history's search, askgate.questions.history) and
+counts its tokens (askgate.questions.ledger). Under a daily quota, also a
 share of one group-committed transaction that reserves its tokens before the call.
 
 No database session is open while the LLM works. A failed or cancelled question
@@ -19,18 +20,18 @@ then `complete` or `relay`, which store the question however it ends.
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from askgate.auth.cache import Caller
 from askgate.config import Settings
-from askgate.db import utcnow
+from askgate.db import id_param, utcnow
 from askgate.errors import (
     DomainError,
     UpstreamFailed,
@@ -54,6 +55,7 @@ from askgate.llm.types import (
     ToolCall,
     Usage,
 )
+from askgate.questions.history import searchable
 from askgate.questions.ledger import AccountDeleted, Ledger
 from askgate.questions.models import Question, QuestionStatus
 from askgate.questions.schemas import QuestionCreate, QuestionRead
@@ -162,11 +164,13 @@ class Attempt:
         (see `_salvage`). Once submitted, the write completes even if this call
         is cancelled.
         """
+        answer = "".join(self.parts) if self.parts else None
         row = {
             "user_id": self.user_id,
             "api_key_id": self.api_key_id,
             "content": self.content,
-            "answer": "".join(self.parts) if self.parts else None,
+            "answer": answer,
+            "search_text": searchable(self.content, answer),
             "model": self.model,
             "upstream_model": upstream_model,
             "status": status,
@@ -467,31 +471,10 @@ def _last_event(outcome: StreamOutcome) -> dict[str, Any]:
 
 
 async def get_question(*, session: AsyncSession, question_id: int) -> Question | None:
-    return await session.get(Question, question_id)
+    query = select(Question).where(Question.id == id_param(question_id))
+    question: Question | None = await session.scalar(query)
+    return question
 
 
 async def delete_question(*, session: AsyncSession, question: Question) -> None:
     await session.delete(question)
-
-
-async def list_for_user(
-    *, session: AsyncSession, user_id: int, limit: int, before_id: int | None
-) -> Sequence[Question]:
-    query = select(Question).where(Question.user_id == user_id)
-    if before_id is not None:
-        query = query.where(Question.id < before_id)
-    rows = await session.scalars(query.order_by(Question.id.desc()).limit(limit))
-    return rows.all()
-
-
-async def list_all(
-    *, session: AsyncSession, user_id: int | None, limit: int, offset: int
-) -> tuple[Sequence[Question], int]:
-    query = select(Question)
-    if user_id is not None:
-        query = query.where(Question.user_id == user_id)
-    total = await session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = await session.scalars(
-        query.order_by(Question.id.desc()).limit(limit).offset(offset)
-    )
-    return rows.all(), total or 0
