@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from askgate.api_keys import keys
 from askgate.api_keys.models import ApiKey
 from askgate.api_keys.schemas import ApiKeyCreate
-from askgate.db import utcnow
+from askgate.db import id_param, utcnow
 from askgate.errors import Conflict, NotAuthenticated, NotFound
 from askgate.users.models import User
 
@@ -78,7 +78,7 @@ async def list_keys(
     """Keys newest first, of one user or (None) of everyone; expired ones too."""
     query = select(ApiKey)
     if user_id is not None:
-        query = query.where(ApiKey.user_id == user_id)
+        query = query.where(ApiKey.user_id == id_param(user_id))
     return await _page(session, query, limit, offset)
 
 
@@ -90,7 +90,7 @@ async def revoke_key(
     Looked up first: a DELETE that matches nothing would still bump the auth
     epoch on PostgreSQL (its triggers are per statement) and empty every cache.
     """
-    query = select(ApiKey).where(ApiKey.id == key_id)
+    query = select(ApiKey).where(ApiKey.id == id_param(key_id))
     if owner_id is not None:
         query = query.where(ApiKey.user_id == owner_id)
     key = await session.scalar(query)

@@ -16,6 +16,7 @@ from typing import Any, TypeAlias
 from sqlalchemy import BigInteger, ColumnElement, Row, and_, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from askgate.db import id_param
 from askgate.usage.models import UsageDaily, UserUsageDaily
 from askgate.users.models import User
 
@@ -75,7 +76,7 @@ async def daily(
     how many there are in all."""
     conditions = [_within(window)]
     if user_id is not None:
-        conditions.append(UsageDaily.user_id == user_id)
+        conditions.append(UsageDaily.user_id == id_param(user_id))
     if model is not None:
         conditions.append(UsageDaily.model == model)
     total = await session.scalar(

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from askgate.auth.models import AuthSession
 from askgate.auth.security import hash_password, verify_password
 from askgate.auth.throttling import LoginGuard
-from askgate.db import Database, utcnow
+from askgate.db import Database, id_param, utcnow
 from askgate.errors import (
     ADMIN_REQUIRED,
     Conflict,
@@ -62,7 +62,7 @@ PASSWORD_CHANGED_MEANWHILE = (
 
 
 async def get_user(*, session: AsyncSession, user_id: int) -> User:
-    user = await session.get(User, user_id)
+    user = await session.scalar(select(User).where(User.id == id_param(user_id)))
     if user is None:
         raise NotFound("User not found")
     return user
@@ -230,7 +230,9 @@ async def update_me(
     async with db.write() as session:
         # Locked (PostgreSQL; SQLite's writer holds the lock already), so that
         # of two changes checked against one hash only the first can write.
-        user = await session.get(User, user_id, with_for_update=True)
+        user = await session.scalar(
+            select(User).where(User.id == id_param(user_id)).with_for_update()
+        )
         if user is None:
             raise NotFound("User not found")
         if password_change is not None:
@@ -321,7 +323,7 @@ async def delete_user(
     questions and tokens go with it (ON DELETE CASCADE). Never the last admin."""
     admin_ids = await _lock_active_admins(session, actor_id=actor_id)
     _keep_an_admin(admin_ids, leaving=user_id)
-    result = await session.execute(delete(User).where(User.id == user_id))
+    result = await session.execute(delete(User).where(User.id == id_param(user_id)))
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise NotFound("User not found")
 
