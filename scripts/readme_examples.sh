@@ -86,9 +86,25 @@ CMD
 show "My token usage today" <<'CMD'
 $B/users/me/usage -H "Authorization: Bearer $TOKEN"
 CMD
+show "My usage per UTC day and model (the last 30 days unless from/to say otherwise)" <<'CMD'
+$B/users/me/usage/daily -H "Authorization: Bearer $TOKEN"
+CMD
+show "The same as CSV" <<'CMD'
+"$B/users/me/usage/daily?format=csv" -H "Authorization: Bearer $TOKEN"
+CMD
 QID=$(curl -s "$B/questions/me?limit=1" -H "Authorization: Bearer $TOKEN" | field '[0]["id"]')
 show "Page back with before_id" <<'CMD'
 "$B/questions/me?limit=1&before_id=$QID" -H "Authorization: Bearer $TOKEN"
+CMD
+show "Find a question: q searches the question and its answer, ignoring case" <<'CMD'
+"$B/questions/me?q=CAPITAL" -H "Authorization: Bearer $TOKEN"
+CMD
+show "Filters combine: text, a time window (UTC), a status and a model" <<'CMD'
+-G $B/questions/me -H "Authorization: Bearer $TOKEN" --data-urlencode "q=hello" \
+  -d since=2026-12-01T00:00:00Z -d status=answered -d model=smollm2-135m-instruct
+CMD
+show "since after until is refused" <<'CMD'
+"$B/questions/me?since=2026-12-02&until=2026-12-01" -H "Authorization: Bearer $TOKEN"
 CMD
 show "Read one question" <<'CMD'
 $B/questions/$QID -H "Authorization: Bearer $TOKEN"
@@ -200,6 +216,18 @@ show "Admin: change a role, deactivate, or override the daily token quota (0: un
 CMD
 show "Admin: every user's questions" <<'CMD'
 -i "$B/questions?limit=1" -H "Authorization: Bearer $ADMIN"
+CMD
+show "Admin: every user's answered questions (X-Total-Count counts the matches)" <<'CMD'
+-i "$B/questions?status=answered&limit=1" -H "Authorization: Bearer $ADMIN"
+CMD
+show "Admin: usage per UTC day, user and model (user_id and model filter; paged)" <<'CMD'
+-i "$B/usage/daily?limit=2" -H "Authorization: Bearer $ADMIN"
+CMD
+show "Admin: who used most over the last 7 days (by tokens, or by=questions)" <<'CMD'
+"$B/usage/leaderboard?days=7&limit=3" -H "Authorization: Bearer $ADMIN"
+CMD
+show "Admin: the leaderboard as CSV" <<'CMD'
+"$B/usage/leaderboard?days=7&by=questions&format=csv" -H "Authorization: Bearer $ADMIN"
 CMD
 show "Admin: every user's API keys (user_id filters; the total is in X-Total-Count)" <<'CMD'
 -i "$B/api-keys?limit=1" -H "Authorization: Bearer $ADMIN"
