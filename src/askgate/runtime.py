@@ -25,6 +25,9 @@ class Runtime:
     callers: CallerCache  # who holds a token or key, kept exact by the auth epoch
     ledger: Ledger  # the group-committed writes of asking
     key_uses: LastUsed  # the throttled writes of API keys' last_used_at
+    # Set when the process was told to stop (SIGTERM): the probes answer 503 and the
+    # running questions get the grace period (see askgate.shutdown).
+    shutting_down: bool = False
 
 
 # async on purpose: FastAPI runs plain `def` dependencies in a worker thread.
