@@ -17,8 +17,46 @@ from askgate.runtime import Runtime
 from askgate.users.models import Role
 from tests.factories import Account, auth_headers, create_user
 from tests.fake_upstream import MODEL, FakeUpstream
+from tests.postgres_server import BACKENDS, postgres_server, postgres_url
+
+__all__ = ["postgres_server", "postgres_url"]  # fixtures, for every test module
 
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the database of every test that uses the `settings` fixture "
+        "(`make test` runs the suite once with each)",
+    )
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """On PostgreSQL, run what the SQLite pass did not already prove on it: every
+    test on a database, but those parametrized over both databases (they ran on
+    both), those on the SQLite file itself (`database_path`) and those that touch no
+    database (nothing there differs)."""
+    if config.getoption("--database") != "postgresql":
+        return
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        callspec = getattr(item, "callspec", None)
+        both = callspec is not None and any(
+            isinstance(value, str) and value in BACKENDS
+            for value in callspec.params.values()
+        )
+        on_postgresql = "database_url" in names and "database_path" not in names
+        (kept if on_postgresql and not both else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(autouse=True)
@@ -46,6 +84,17 @@ def database_path(migrated_template: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh migrated database: a copy of the SQLite template, or with
+    `--database=postgresql` a copy of the PostgreSQL one (tests/postgres_server.py)."""
+    if request.config.getoption("--database") == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    path: Path = request.getfixturevalue("database_path")
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
 async def fake_upstream() -> AsyncIterator[FakeUpstream]:
     upstream = FakeUpstream()
     await upstream.start()
@@ -64,12 +113,12 @@ async def second_upstream() -> AsyncIterator[FakeUpstream]:
 
 @pytest.fixture
 def settings(
-    database_path: Path, tmp_path: Path, fake_upstream: FakeUpstream
+    database_url: str, tmp_path: Path, fake_upstream: FakeUpstream
 ) -> Settings:
     return Settings(
         _env_file=None,
         data_dir=tmp_path,
-        database_url=f"sqlite+aiosqlite:///{database_path}",
+        database_url=database_url,
         secret_key=TEST_SECRET_KEY,
         llm_base_url=fake_upstream.base_url,
         llm_model=MODEL,

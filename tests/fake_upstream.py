@@ -81,6 +81,8 @@ class FakeUpstream:
         self.headers: list[dict[str, str]] = []
         self.stream_closed_by_client = asyncio.Event()
         self.slow_stream_interval = 0.1
+        # How many pieces a slow stream sends before its answer, by question.
+        self.slow_stream_ticks: Callable[[str], int] = lambda content: 10_000
         self.fail_times = 0
         self.fail_status = 503
         self.retry_after: str | None = None
@@ -284,7 +286,7 @@ class FakeUpstream:
                 await response.write_eof()
                 return response
             if mode == "slow_stream":
-                for i in range(10_000):
+                for i in range(self.slow_stream_ticks(content)):
                     await send(chunk(f" tick{i}"))
                     await asyncio.sleep(self.slow_stream_interval)
             for piece in pieces:

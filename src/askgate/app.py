@@ -36,6 +36,7 @@ from askgate.openai_api.router import router as openai_router
 from askgate.questions.ledger import Ledger
 from askgate.questions.router import router as questions_router
 from askgate.runtime import Runtime
+from askgate.shutdown import Stopping
 from askgate.throttle import Throttle
 from askgate.usage.router import router as usage_router
 from askgate.users import service as users_service
@@ -43,6 +44,10 @@ from askgate.users.router import router as users_router
 from askgate.users.schemas import AdminUserCreate, admin_from_settings
 
 logger = logging.getLogger("askgate.app")
+
+# How long the lifespan's end waits for cut questions to hand over their writes:
+# cancelled, they only store what arrived, so this is a bound, not a wait.
+STOP_DRAIN_SECONDS = 10.0
 
 # aiosqlite's DEBUG records carry every SQL parameter, password hashes included;
 # quiet it unless explicitly configured, as SQLAlchemy does for its own loggers.
@@ -112,6 +117,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ledger = Ledger(db)
         callers = CallerCache(db, settings.signing_key())
         key_uses = LastUsed(db)
+        stopping = Stopping(
+            settings.shutdown_grace_seconds,
+            on_begin=lambda: setattr(app.state.runtime, "shutting_down", True),
+        )
         try:
             app.state.runtime = Runtime(
                 settings=settings,
@@ -122,7 +131,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 callers=callers,
                 ledger=ledger,
                 key_uses=key_uses,
+                stopping=stopping,
             )
+            stopping.install()
             await _ensure_first_admin(first_admin, db)
             # Everything built so far (modules, FastAPI's routes and models,
             # SQLAlchemy's mappers: ~150,000 objects) lives as long as the app:
@@ -132,7 +143,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gc.freeze()
             yield
         finally:
+            stopping.uninstall()
             gc.unfreeze()
+            # The questions cut by a stop store what they got through the ledger.
+            await stopping.wait_idle(STOP_DRAIN_SECONDS)
             await ledger.drain()
             await key_uses.drain()
             callers.close()

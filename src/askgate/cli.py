@@ -40,6 +40,10 @@ class CommandError(Exception):
     """A failure to report in one line, without a traceback."""
 
 
+# What a stop may take beyond the grace: storing the cut questions, closing.
+SHUTDOWN_MARGIN_SECONDS = 15
+
+
 class _Terminated(Exception):
     """SIGTERM arrived: unwind so that the model server is stopped cleanly."""
 
@@ -124,6 +128,10 @@ def _serve(args: argparse.Namespace) -> None:
             # ASKGATE_TRUSTED_PROXIES; uvicorn would trust it from 127.0.0.1.
             proxy_headers=False,
             log_config=logging_config(settings.log_level),
+            # askgate cuts the questions still running after the grace itself
+            # (askgate.shutdown); uvicorn's own limit only backs that up.
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds
+            + SHUTDOWN_MARGIN_SECONDS,
         )
     except _Terminated:
         logger.info("Stopped on SIGTERM")

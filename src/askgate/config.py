@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = None
 
     log_level: str = "INFO"
+    # On SIGTERM, how long running questions and streams may go on before they are
+    # cut and stored as cancelled (askgate.shutdown).
+    shutdown_grace_seconds: int = Field(default=30, ge=0, le=3600)
 
     # Abuse limits (issue 3). Counters live in process, or in Redis when set.
     redis_url: str | None = None

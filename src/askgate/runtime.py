@@ -12,6 +12,7 @@ from askgate.config import Settings
 from askgate.db import Database
 from askgate.llm.registry import ModelRegistry
 from askgate.questions.ledger import Ledger
+from askgate.shutdown import Stopping
 from askgate.throttle import Throttle
 
 
@@ -25,8 +26,9 @@ class Runtime:
     callers: CallerCache  # who holds a token or key, kept exact by the auth epoch
     ledger: Ledger  # the group-committed writes of asking
     key_uses: LastUsed  # the throttled writes of API keys' last_used_at
+    stopping: Stopping  # the running questions, and the graceful stop
     # Set when the process was told to stop (SIGTERM): the probes answer 503 and the
-    # running questions get the grace period (see askgate.shutdown).
+    # running questions get the grace period (askgate.shutdown sets it).
     shutting_down: bool = False
 
 

@@ -13,6 +13,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from askgate.disconnect import ClientDisconnected, DisconnectWatch
 from askgate.jsonbytes import dumps
+from askgate.shutdown import was_cut
 
 # Proxies cut a connection that stays silent for their idle timeout (nginx's
 # proxy_read_timeout is 60 s): a comment line every 15 s of silence, while the
@@ -39,7 +40,8 @@ class EventStreamResponse(Response):
     `background` runs once the response has ended, however it ended (even before
     its first event, when the producer's own cleanup never runs). `last_event`,
     already encoded, follows the producer's events when it ends without failing
-    (the OpenAI API's `data: [DONE]`).
+    (the OpenAI API's `data: [DONE]`); `cut_event` ends a stream that a stop of
+    askgate cut (askgate.shutdown), instead of a broken connection.
     """
 
     media_type = "text/event-stream"
@@ -53,9 +55,12 @@ class EventStreamResponse(Response):
         send_timeout: float | None = None,
         background: BackgroundTask | None = None,
         last_event: bytes | None = None,
+        cut_event: bytes | None = None,
     ) -> None:
         self.events = events
         self.last_event = last_event
+        self.cut_event = cut_event
+        self._started = False
         self.send_timeout = send_timeout
         self.status_code = status_code
         self.keep_alive = KEEP_ALIVE_INTERVAL if keep_alive is None else keep_alive
@@ -84,8 +89,26 @@ class EventStreamResponse(Response):
                     deadline.stop()
         except (ClientDisconnected, OSError):
             pass  # the client is gone; the producer was closed in _stream
+        except asyncio.CancelledError:
+            if not was_cut():
+                raise
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()  # the producer stored what arrived; the client is told
+            await self._end_cut(send)
 
-    async def _stream(self, send: Send, watch: DisconnectWatch) -> None:
+    async def _end_cut(self, send: Send) -> None:
+        try:
+            if not self._started:
+                await self._start(send)
+            if self.cut_event is not None:
+                await send(_body(self.cut_event))
+            await send({"type": "http.response.body", "body": b""})
+        except OSError:
+            pass
+
+    async def _start(self, send: Send) -> None:
+        self._started = True
         await send(
             {
                 "type": "http.response.start",
@@ -93,6 +116,9 @@ class EventStreamResponse(Response):
                 "headers": self.raw_headers,
             }
         )
+
+    async def _stream(self, send: Send, watch: DisconnectWatch) -> None:
+        await self._start(send)
         keep_alive = _KeepAlive(send, self.keep_alive, watch)
         try:
             async with aclosing(self.events) as events:

@@ -118,6 +118,7 @@ async def chat_completions(
         complete=complete,
         status_code=status.HTTP_200_OK,
         last_event=service.DONE_EVENT,
+        cut_event=service.CUT_EVENT,
     )
 
 

@@ -25,9 +25,15 @@ from askgate.openai_api.schemas import PASSED_THROUGH, ChatCompletionRequest
 from askgate.questions import service as questions
 from askgate.questions.ledger import Ledger
 from askgate.quota import service as quota
+from askgate.shutdown import CUT_DETAIL
+from askgate.sse import encode_event
 
 # Sent after the last chunk of a stream that ended (OpenAI's end marker).
 DONE_EVENT = b"data: [DONE]\n\n"
+# The last event of a stream cut by a stop of askgate (askgate.shutdown).
+CUT_EVENT = encode_event(
+    error_body(CUT_DETAIL, type="server_error", code="server_restarting")
+)
 
 
 def _completion_id() -> str:

@@ -137,6 +137,7 @@ async def ask(
         stream=stream if data.stream else None,
         complete=complete,
         status_code=status.HTTP_201_CREATED,
+        cut_event=service.CUT_EVENT,
     )
 
 

@@ -60,12 +60,16 @@ from askgate.questions.ledger import AccountDeleted, Ledger
 from askgate.questions.models import Question, QuestionStatus
 from askgate.questions.schemas import QuestionCreate, QuestionRead
 from askgate.quota import service as quota
+from askgate.shutdown import CUT_DETAIL, was_cut
+from askgate.sse import encode_event
 
 logger = logging.getLogger("askgate.questions")
 
 CLIENT_LEFT = "The client disconnected before the answer was complete"
 INTERNAL_ERROR = "askgate failed while answering; see its logs"
 STORE_FAILED = "askgate could not store the answer; see its logs"
+# The last event of a stream cut by a stop of askgate (askgate.shutdown).
+CUT_EVENT = encode_event({"type": "error", "detail": CUT_DETAIL})
 NO_USAGE = Usage(None, None)
 
 
@@ -225,13 +229,15 @@ class Attempt:
 
     async def store_interrupted(self, ledger: Ledger, exc: BaseException) -> None:
         """Keep what arrived when the work stopped for a reason other than the
-        upstream: the client leaving (cancelled) or a bug here (failed). Nobody
+        upstream: the client leaving or a stop of askgate (cancelled) or a bug
+        here (failed). Nobody
         waits for the outcome: a question not kept is only logged."""
         try:
             if isinstance(exc, Exception):
                 await self.store(ledger, QuestionStatus.FAILED, error=INTERNAL_ERROR)
             else:
-                await self.store(ledger, QuestionStatus.CANCELLED, error=CLIENT_LEFT)
+                why = CUT_DETAIL if was_cut() else CLIENT_LEFT
+                await self.store(ledger, QuestionStatus.CANCELLED, error=why)
         except DomainError:
             pass
 
