@@ -114,9 +114,9 @@ class Cluster:
 
 
 def serve_environment(
-    *, database_url: str, redis_url: str, upstream: FakeUpstream, data_dir: Path
+    *, database_url: str, redis_url: str, upstream: FakeUpstream
 ) -> dict[str, str]:
-    """What each instance runs with: the same database, Redis and key."""
+    """What every instance runs with: the same database, Redis and key."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("ASKGATE_")}
     return {
         **inherited,
@@ -126,7 +126,6 @@ def serve_environment(
         "ASKGATE_TRUSTED_PROXIES": "127.0.0.1",
         "ASKGATE_LLM_BASE_URL": upstream.base_url,
         "ASKGATE_LLM_MODEL": MODEL,
-        "ASKGATE_DATA_DIR": str(data_dir),
         "ASKGATE_QUESTIONS_PER_MINUTE": str(QUESTIONS_PER_MINUTE),
         "ASKGATE_LOGIN_FAILURES_PER_ACCOUNT": str(LOGIN_FAILURES_PER_ACCOUNT),
         "ASKGATE_LOGIN_FAILURES_PER_IP": str(LOGIN_FAILURES_PER_IP),
@@ -144,6 +143,7 @@ def start_instance(root: Path, env: dict[str, str], *, workers: int) -> Instance
                 *("--workers", str(workers)),
             ],
             cwd=root,  # no .env of the developer's
+            # Nothing is written there (the key and the database are given).
             env={**env, "ASKGATE_DATA_DIR": str(root / f"data-{port}")},
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -151,6 +151,10 @@ def start_instance(root: Path, env: dict[str, str], *, workers: int) -> Instance
             start_new_session=True,  # its workers too are stopped by stop_group
         )
     return Instance(port=port, process=process, log=log)
+
+
+def _read(log: Path) -> str:
+    return log.read_text() if log.exists() else f"({log} not written)"
 
 
 async def wait_until_healthy(
@@ -163,7 +167,7 @@ async def wait_until_healthy(
     deadline = asyncio.get_running_loop().time() + STARTUP_TIMEOUT_SECONDS
     async with httpx.AsyncClient(base_url=url, timeout=5, verify=tls or True) as c:
         while True:
-            assert process.poll() is None, log.read_text()
+            assert process.poll() is None, _read(log)
             try:
                 response = await c.get("/health/live")
                 if response.status_code == 404:
@@ -172,7 +176,7 @@ async def wait_until_healthy(
                     return
             except httpx.TransportError:
                 pass
-            assert asyncio.get_running_loop().time() < deadline, log.read_text()
+            assert asyncio.get_running_loop().time() < deadline, _read(log)
             await asyncio.sleep(0.2)
 
 
@@ -195,7 +199,6 @@ async def cluster(
             database_url=database_url,
             redis_url=f"redis://127.0.0.1:{redis_server}/{REDIS_DB}",
             upstream=upstream,
-            data_dir=root / "data",
         )
         instances = [
             start_instance(root, env, workers=1),
