@@ -55,8 +55,13 @@ nginx:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		 apt-get install -y -qq --no-install-recommends nginx)
 
+# The suite runs twice: on SQLite, then every test that uses a database again on
+# PostgreSQL (tests/conftest.py says which). PYTEST_ARGS adds options to both runs.
 pytest: $(VENV)/.installed-dev redis postgresql nginx
-	$(BIN)/pytest
+	@echo "== the tests on SQLite"
+	$(BIN)/pytest $(PYTEST_ARGS)
+	@echo "== the tests that use a database, again on PostgreSQL"
+	$(BIN)/pytest --database=postgresql $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
