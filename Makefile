@@ -39,7 +39,7 @@ redis:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		 apt-get install -y -qq --no-install-recommends redis-server)
 
-# The hostile-input tests also run on a real PostgreSQL server
+# The tests run on a real PostgreSQL server too
 # (tests/postgres_server.py starts a throwaway one); Debian keeps its binaries off
 # PATH, in /usr/lib/postgresql/<version>/bin.
 postgresql:
