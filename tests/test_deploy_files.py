@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from sqlalchemy.engine import make_url
 
 from askgate.config import Settings
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
 UNITS = DEPLOY / "systemd"
 NGINX_CONF = DEPLOY / "nginx" / "askgate.conf"
 SETTINGS = {f"ASKGATE_{name.upper()}" for name in Settings.model_fields}
@@ -230,13 +232,37 @@ def test_dockerfile_installs_the_wheel_and_runs_unprivileged() -> None:
     assert _names((DEPLOY / "Dockerfile").read_text()) - SETTINGS == set()
 
 
-def test_dockerignore_sends_only_what_the_wheel_needs() -> None:
+def test_the_docker_build_context_is_enough_for_the_wheel(tmp_path: Path) -> None:
+    """What the build stage copies (and the .dockerignore lets through) builds
+    the wheel on its own, migrations included."""
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
     assert ignore[ignore.index("*") + 1 :][:3] == [
         "!pyproject.toml",
         "!README.md",
         "!src/",
     ]
+    copies = [rest for keyword, rest in _dockerfile_instructions() if keyword == "COPY"]
+    assert copies[:2] == ["pyproject.toml README.md ./", "src ./src"]
+
+    context = tmp_path / "context"
+    context.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, context / name)
+    shutil.copytree(
+        ROOT / "src", context / "src", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            *("-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index"),
+            *("--wheel-dir", str(tmp_path / "wheels"), str(context)),
+        ],
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    (wheel,) = (tmp_path / "wheels").glob("askgate-*.whl")
+    assert "askgate/migrations/env.py" in zipfile.ZipFile(wheel).namelist()
 
 
 def _unit(name: str) -> dict[str, list[tuple[str, str]]]:
