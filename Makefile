@@ -60,6 +60,17 @@ postgresql:
 pytest: $(VENV)/.installed-dev redis postgresql
 	$(BIN)/pytest
 
+# tests/test_deploy_files.py validates deploy/compose.yaml with `compose config`,
+# which needs no daemon: Debian's docker-compose, installed as root if missing
+# (nothing here can pull or run the images themselves).
+.PHONY: compose
+compose:
+	@command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		 apt-get install -y -qq --no-install-recommends docker-compose)
+
+pytest: compose
+
 test: lint typecheck pytest
 
 # The benchmark (scripts/bench.py): askgate beside a bare aiohttp pass-through, under

@@ -6,6 +6,7 @@ compose.yaml are checked as text and YAML; the units go through
 `systemd-analyze verify` where it is installed.
 """
 
+import os
 import re
 import shutil
 import subprocess
@@ -158,6 +159,39 @@ def test_compose_env_example_sets_every_required_variable(
     given = set(re.findall(r"^(\w+)=", example, flags=re.MULTILINE))
     assert required <= given
     assert _names(example) - SETTINGS == set()
+
+
+def _compose_command() -> list[str] | None:
+    """`docker compose` (the plugin) or the older `docker-compose`, if here."""
+    docker = shutil.which("docker")
+    if docker:
+        plugin = subprocess.run(
+            [docker, "compose", "version"], capture_output=True, timeout=30, check=False
+        )
+        if plugin.returncode == 0:
+            return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy else None
+
+
+def test_compose_validates_its_own_schema() -> None:
+    """`compose config` checks the file against the compose specification (no
+    daemon needed), with deploy/env.example's values."""
+    command = _compose_command()
+    if command is None:
+        pytest.skip("neither `docker compose` nor docker-compose is installed")
+    example = (DEPLOY / "env.example").read_text()
+    values = dict(re.findall(r"^(\w+)=(.*)$", example, flags=re.MULTILINE))
+    checked = subprocess.run(
+        [*command, "--file", "compose.yaml", "config", "--quiet"],
+        cwd=DEPLOY,
+        env={**os.environ, **values},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
 
 
 def _nginx_volumes(compose: dict[str, Any]) -> dict[str, str]:
