@@ -10,7 +10,10 @@ if TYPE_CHECKING:
     # is ~12 MB smaller (see upgrade_in_child).
     from alembic.config import Config
 
-_ROOT = Path(__file__).resolve().parent
+# The migrations ship inside the package, so an installed wheel (no source tree,
+# no alembic.ini) can migrate; alembic.ini at the project root points here too,
+# for developers' `alembic revision`.
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 class MigrationRefused(Exception):
@@ -21,21 +24,11 @@ class MigrationRefused(Exception):
 def alembic_config(url: str) -> "Config":
     from alembic.config import Config
 
-    ini = _ini_path()
-    config = Config(str(ini))
-    config.set_main_option("script_location", str(ini.parent / "migrations"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
     config.attributes["url"] = url
-    config.attributes["configure_logging"] = False
     return config
-
-
-def _ini_path() -> Path:
-    # Editable installs and source checkouts: alembic.ini sits at the project root.
-    for parent in _ROOT.parents:
-        candidate = parent / "alembic.ini"
-        if candidate.is_file() and (parent / "migrations").is_dir():
-            return candidate
-    raise RuntimeError("alembic.ini not found beside the askgate sources")
 
 
 def upgrade(url: str, revision: str = "head") -> None:

@@ -1,7 +1,8 @@
 """Alembic environment: async engine from askgate's settings.
 
 `askgate.migrate` passes the URL in `config.attributes["url"]`; plain `alembic`
-commands fall back to the settings (ASKGATE_DATABASE_URL or the SQLite default).
+commands (run from the project root, with alembic.ini) fall back to the settings
+(ASKGATE_DATABASE_URL or the SQLite default).
 """
 
 import asyncio
@@ -15,9 +16,9 @@ from askgate.config import Settings
 from askgate.db import Base, create_engine
 
 config = context.config
-if config.config_file_name is not None and config.attributes.get(
-    "configure_logging", True
-):
+# Only a developer's `alembic` command reads alembic.ini; askgate.migrate builds its
+# Config in code (no file) and leaves logging to askgate's own configuration.
+if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = Base.metadata
