@@ -1,6 +1,6 @@
 """Pure ASGI middlewares, so streamed responses pass through untouched: request id,
-timing headers and one log line per request; the request body limit; security
-headers."""
+timing headers, one log line and the request metrics per request; the request
+body limit; security headers."""
 
 import logging
 import re
@@ -12,7 +12,13 @@ from fastapi import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from askgate.metrics import UNMATCHED_ROUTE, observe_request
+
 logger = logging.getLogger("askgate.access")
+# An access line; in JSON (askgate.logconfig) its arguments are these fields,
+# and the route template is the record's `route`.
+ACCESS_FORMAT = "%s %s %s %.1fms request_id=%s user_id=%s"
+ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "request_id", "user_id")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Response headers a cross-origin browser client may read (CORS).
@@ -77,15 +83,21 @@ class RequestContextMiddleware:
                 await error(scope, receive, send_with_headers)
             raise
         finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            # The template, never the raw path: a label per path is unbounded.
+            template = route.path_format if route is not None else UNMATCHED_ROUTE
+            observe_request(template, scope["method"], status, elapsed)
             logger.info(
-                "%s %s %s %.1fms request_id=%s user_id=%s",
+                ACCESS_FORMAT,
                 scope["method"],
                 # escaped: a decoded path may hold newlines (forged log lines)
                 scope["path"].encode("unicode_escape").decode("ascii"),
                 status,
-                (time.perf_counter() - started) * 1000,
+                elapsed * 1000,
                 request_id,
                 state.get("user_id", "-"),
+                extra={"route": template},
             )
 
 
