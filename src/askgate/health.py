@@ -159,6 +159,7 @@ async def live(runtime: RuntimeDep, response: Response) -> Liveness:
 @router.get(
     "/health/ready",
     response_model=Readiness,
+    response_model_exclude_none=True,
     summary="Readiness probe",
     description=(
         "200 when this instance can answer questions: the database answers "

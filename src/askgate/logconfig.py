@@ -16,7 +16,7 @@ LogFormat = Literal["text", "json"]
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: `time` (UTC, ISO 8601), `level`, `logger`,
-    `message`, and `exception` when there is one. An access line (askgate's
+    `pid`, `message`, and `exception` when there is one. An access line (askgate's
     one line per request) carries its fields instead of its text: `method`,
     `path`, `route` (the template), `status`, `duration_ms`, `request_id`,
     `user_id` (null when anonymous).
@@ -31,6 +31,7 @@ class JsonFormatter(logging.Formatter):
             ),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,  # which worker of `askgate serve --workers N`
         }
         route = getattr(record, "route", None)
         if route is not None and isinstance(record.args, tuple):
