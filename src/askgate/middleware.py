@@ -57,6 +57,19 @@ class RequestContextMiddleware:
         state["request_id"] = request_id
         status = 500
         started_response = False
+        counted = False
+        template = UNMATCHED_ROUTE
+
+        def count() -> None:
+            nonlocal counted, template
+            counted = True
+            route = scope.get("route")
+            # The template, never the raw path: a label per path is unbounded.
+            if route is not None:
+                template = route.path_format
+            observe_request(
+                template, scope["method"], status, time.perf_counter() - started
+            )
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status, started_response
@@ -70,6 +83,10 @@ class RequestContextMiddleware:
                     (b"x-request-id", request_id.encode()),
                     (b"x-process-time-ms", b"%.1f" % elapsed_ms),
                 ]
+            elif not (counted or message.get("more_body", False)):
+                # Counted before the response's last bytes leave: a client that
+                # has its answer finds it in the metrics of any worker.
+                count()
             await send(message)
 
         try:
@@ -83,18 +100,15 @@ class RequestContextMiddleware:
                 await error(scope, receive, send_with_headers)
             raise
         finally:
-            elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            # The template, never the raw path: a label per path is unbounded.
-            template = route.path_format if route is not None else UNMATCHED_ROUTE
-            observe_request(template, scope["method"], status, elapsed)
+            if not counted:  # the response never ended (the client left)
+                count()
             logger.info(
                 ACCESS_FORMAT,
                 scope["method"],
                 # escaped: a decoded path may hold newlines (forged log lines)
                 scope["path"].encode("unicode_escape").decode("ascii"),
                 status,
-                elapsed * 1000,
+                (time.perf_counter() - started) * 1000,
                 request_id,
                 state.get("user_id", "-"),
                 extra={"route": template},
