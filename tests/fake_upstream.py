@@ -78,6 +78,7 @@ class FakeUpstream:
         self.mode = "ok"
         self.model = MODEL  # the model it reports answering with
         self.requests: list[dict[str, Any]] = []
+        self.model_lists = 0  # GET /models requests (what a health check asks)
         self.headers: list[dict[str, str]] = []
         self.stream_closed_by_client = asyncio.Event()
         self.slow_stream_interval = 0.1
@@ -151,6 +152,7 @@ class FakeUpstream:
             await asyncio.sleep(0.01)
 
     async def _models(self, request: web.Request) -> web.Response:
+        self.model_lists += 1
         return web.json_response({"object": "list", "data": [{"id": MODEL}]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:

@@ -184,6 +184,18 @@ async def _health(world: World, actor: str) -> Call:
     return Call("/health")
 
 
+async def _live(world: World, actor: str) -> Call:
+    return Call("/health/live")
+
+
+async def _ready(world: World, actor: str) -> Call:
+    return Call("/health/ready")
+
+
+async def _metrics(world: World, actor: str) -> Call:
+    return Call("/metrics")
+
+
 def _same(status: int) -> dict[str, int]:
     return dict.fromkeys(ACTORS, status)
 
@@ -251,6 +263,10 @@ MATRIX: list[tuple[str, str, CallBuilder, dict[str, int]]] = [
     ("GET", "/v1/models", _models, _login_or_key(200)),
     ("GET", "/v1/models/{name}", _model, _login_or_key(200)),
     ("GET", "/health", _health, _same(200)),
+    ("GET", "/health/live", _live, _same(200)),
+    ("GET", "/health/ready", _ready, _same(200)),
+    # Without ASKGATE_METRICS_TOKEN: open to anyone (tests/test_metrics.py).
+    ("GET", "/metrics", _metrics, _same(200)),
 ]
 
 CASES = [

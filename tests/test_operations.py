@@ -22,9 +22,9 @@ HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "tra
 
 
 async def test_health_is_ok_while_the_upstream_answers(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
-    response = await client.get("/health")
+    response = await client.get("/health", headers=admin_headers)
 
     assert response.status_code == 200
     assert response.json() == {
@@ -37,11 +37,13 @@ async def test_health_is_ok_while_the_upstream_answers(
 
 
 async def test_health_is_degraded_when_the_upstream_is_down(
-    client: httpx.AsyncClient, fake_upstream: FakeUpstream
+    client: httpx.AsyncClient,
+    fake_upstream: FakeUpstream,
+    admin_headers: dict[str, str],
 ) -> None:
     await fake_upstream.stop()
 
-    response = await client.get("/health")
+    response = await client.get("/health", headers=admin_headers)
 
     assert response.status_code == 200
     assert response.json() == {
@@ -271,6 +273,8 @@ def _operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
+# The probes answer their own body with their 503 (what fails, or shutting down).
+PROBES = {("GET", "/health/live"), ("GET", "/health/ready")}
 # /health always answers 200: a failing dependency shows in the body, not the status.
 NO_ERROR_RESPONSES = {("GET", "/health")}
 
@@ -290,6 +294,9 @@ def test_every_operation_is_documented(app: FastAPI) -> None:
         }
         if (method, path) in NO_ERROR_RESPONSES:
             assert not errors, where
+            continue
+        if (method, path) in PROBES:
+            assert set(errors) == {"503"}, where
             continue
         assert errors, f"{where} documents no error response"
         for code, response in errors.items():

@@ -14,6 +14,7 @@ import httpx
 from tests.fake_upstream import FakeUpstream, answer_for
 
 KEY = "sk-serve-secret-0123456789"
+ADMIN = {"username": "serveadmin", "password": "an admin test passphrase"}
 STARTUP_LIMIT = 120  # seconds: a guard against hanging, not a speed
 
 
@@ -61,6 +62,8 @@ async def test_serve_answers_from_the_models_file(
         ASKGATE_DATA_DIR=str(tmp_path / "data"),
         ASKGATE_MODELS_FILE=str(models),
         ASKGATE_LOG_LEVEL="DEBUG",
+        ASKGATE_ADMIN_USERNAME=ADMIN["username"],
+        ASKGATE_ADMIN_PASSWORD=ADMIN["password"],
         HOUSE_KEY=KEY,
     )
     port = _free_port()
@@ -91,7 +94,13 @@ async def test_serve_answers_from_the_models_file(
                 json={"content": "Who answers?", "model": "house"},
                 headers=headers,
             )
-            health = (await client.get("/health")).json()
+            admin = (await client.post("/auth/token", data=ADMIN)).json()
+            health = (
+                await client.get(
+                    "/health",
+                    headers={"Authorization": f"Bearer {admin['access_token']}"},
+                )
+            ).json()
     finally:
         process.send_signal(signal.SIGTERM)
         await process.wait()

@@ -24,6 +24,8 @@ from askgate.errors import Conflict, install_error_handlers
 from askgate.health import router as health_router
 from askgate.llm.models_file import ModelEntry, load_models_file
 from askgate.llm.registry import ModelRegistry, build_registry
+from askgate.metrics_endpoint import forget_worker
+from askgate.metrics_endpoint import router as metrics_router
 from askgate.middleware import (
     EXPOSED_HEADERS,
     REQUEST_ID_HEADER,
@@ -153,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await http.close()
             await db.dispose()
             await limiter.close()
+            forget_worker()
 
     app = FastAPIOffline(
         title="askgate",
@@ -195,6 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         usage_router,
         auth_router,
         health_router,
+        metrics_router,
     )
     return app
 

@@ -29,6 +29,7 @@ from askgate.llm.local import (
 )
 from askgate.llm.models_file import ModelsFileError, load_models_file
 from askgate.logconfig import logging_config
+from askgate.metrics import multiprocess_dir
 from askgate.users.models import Role
 from askgate.users.schemas import AdminUserCreate, admin_from_settings
 from askgate.users.service import create_user
@@ -69,7 +70,7 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as exc:
         raise CommandError(_describe(exc, "ASKGATE_")) from None
-    logging.config.dictConfig(logging_config(settings.log_level))
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     try:
         # Checked as create-admin checks its input (and again by `serve`'s app).
         admin_from_settings(settings)
@@ -116,23 +117,26 @@ def _serve(args: argparse.Namespace) -> None:
     # Python handler in place that becomes an exception, so `finally` still runs.
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        uvicorn.run(
-            "askgate.app:create_app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            access_log=False,  # askgate logs one line per request itself
-            server_header=False,
-            # askgate reads X-Forwarded-For itself, and only from the peers in
-            # ASKGATE_TRUSTED_PROXIES; uvicorn would trust it from 127.0.0.1.
-            proxy_headers=False,
-            log_config=logging_config(settings.log_level),
-            # askgate cuts the questions still running after the grace itself
-            # (askgate.shutdown); uvicorn's own limit only backs that up.
-            timeout_graceful_shutdown=settings.shutdown_grace_seconds
-            + SHUTDOWN_MARGIN_SECONDS,
-        )
+        # With several workers, they write their metrics to files in a fresh
+        # directory (askgate.metrics), removed once they have all stopped.
+        with multiprocess_dir(args.workers):
+            uvicorn.run(
+                "askgate.app:create_app",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                access_log=False,  # askgate logs one line per request itself
+                server_header=False,
+                # askgate reads X-Forwarded-For itself, and only from the peers in
+                # ASKGATE_TRUSTED_PROXIES; uvicorn would trust it from 127.0.0.1.
+                proxy_headers=False,
+                log_config=logging_config(settings.log_level, settings.log_format),
+                # askgate cuts the questions still running after the grace itself
+                # (askgate.shutdown); uvicorn's own limit only backs that up.
+                timeout_graceful_shutdown=settings.shutdown_grace_seconds
+                + SHUTDOWN_MARGIN_SECONDS,
+            )
     except _Terminated:
         logger.info("Stopped on SIGTERM")
     finally:

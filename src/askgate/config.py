@@ -7,7 +7,7 @@ import os
 import secrets
 import stat
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     # On SIGTERM, how long running questions and streams may go on before they are
     # cut and stored as cancelled (askgate.shutdown).
     shutdown_grace_seconds: int = Field(default=30, ge=0, le=3600)
+    # Issue 9: JSON lines for log shippers (askgate.logconfig); a Bearer token that
+    # GET /metrics requires (None: open; keep it off the proxy).
+    log_format: Literal["text", "json"] = "text"
+    metrics_token: SecretStr | None = None
 
     # Abuse limits (issue 3). Counters live in process, or in Redis when set.
     redis_url: str | None = None
@@ -166,6 +170,14 @@ class Settings(BaseSettings):
         if level not in logging.getLevelNamesMapping():
             raise ValueError(f"unknown log level {value!r}")
         return level
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty token would let `Authorization: Bearer ` in.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty; unset it to leave /metrics open")
+        return value
 
     @model_validator(mode="after")
     def _admin_pair(self) -> "Settings":

@@ -59,6 +59,10 @@ class Leases(ABC):
     async def clear(self, key: str) -> None:
         """Drop every lease on `key`."""
 
+    async def ping(self) -> bool:
+        """Whether the store answers (the readiness probe); in process: always."""
+        return True
+
 
 def _new_lease() -> str:
     return secrets.token_hex(8)
@@ -143,6 +147,13 @@ class RedisLeases(Leases):
         self._prefix = f"{prefix}:leases:"
         self._acquire = client.register_script(_ACQUIRE)
         self._errors = (coredis.exceptions.RedisError, OSError)
+
+    async def ping(self) -> bool:
+        try:
+            await self._client.ping()
+        except self._errors:
+            return False
+        return True
 
     async def acquire(self, key: str, *, limit: int, ttl: float) -> Acquisition:
         lease = _new_lease()

@@ -1,6 +1,6 @@
 """Pure ASGI middlewares, so streamed responses pass through untouched: request id,
-timing headers and one log line per request; the request body limit; security
-headers."""
+timing headers, one log line and the request metrics per request; the request
+body limit; security headers."""
 
 import logging
 import re
@@ -12,7 +12,13 @@ from fastapi import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from askgate.metrics import UNMATCHED_ROUTE, observe_request
+
 logger = logging.getLogger("askgate.access")
+# An access line; in JSON (askgate.logconfig) its arguments are these fields,
+# and the route template is the record's `route`.
+ACCESS_FORMAT = "%s %s %s %.1fms request_id=%s user_id=%s"
+ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "request_id", "user_id")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Response headers a cross-origin browser client may read (CORS).
@@ -51,6 +57,19 @@ class RequestContextMiddleware:
         state["request_id"] = request_id
         status = 500
         started_response = False
+        counted = False
+        template = UNMATCHED_ROUTE
+
+        def count() -> None:
+            nonlocal counted, template
+            counted = True
+            route = scope.get("route")
+            # The template, never the raw path: a label per path is unbounded.
+            if route is not None:
+                template = route.path_format
+            observe_request(
+                template, scope["method"], status, time.perf_counter() - started
+            )
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status, started_response
@@ -64,6 +83,10 @@ class RequestContextMiddleware:
                     (b"x-request-id", request_id.encode()),
                     (b"x-process-time-ms", b"%.1f" % elapsed_ms),
                 ]
+            elif not (counted or message.get("more_body", False)):
+                # Counted before the response's last bytes leave: a client that
+                # has its answer finds it in the metrics of any worker.
+                count()
             await send(message)
 
         try:
@@ -77,8 +100,10 @@ class RequestContextMiddleware:
                 await error(scope, receive, send_with_headers)
             raise
         finally:
+            if not counted:  # the response never ended (the client left)
+                count()
             logger.info(
-                "%s %s %s %.1fms request_id=%s user_id=%s",
+                ACCESS_FORMAT,
                 scope["method"],
                 # escaped: a decoded path may hold newlines (forged log lines)
                 scope["path"].encode("unicode_escape").decode("ascii"),
@@ -86,6 +111,7 @@ class RequestContextMiddleware:
                 (time.perf_counter() - started) * 1000,
                 request_id,
                 state.get("user_id", "-"),
+                extra={"route": template},
             )
 
 

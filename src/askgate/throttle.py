@@ -31,7 +31,9 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
+from prometheus_client import Counter
 
+from askgate import metrics
 from askgate.config import Settings
 from askgate.errors import ServiceUnavailable, TooManyRequests
 from askgate.leases import (
@@ -197,6 +199,16 @@ class Throttle:
             logger.error("Cannot reach Redis at ASKGATE_REDIS_URL; limits answer 503")
         return throttle
 
+    @property
+    def shared(self) -> bool:
+        """Whether the counters live in Redis (ASKGATE_REDIS_URL)."""
+        return self._pool is not None
+
+    async def ping(self) -> bool:
+        """Whether the counters' store answers: a PING to Redis, bounded by its
+        timeout; always true in process."""
+        return await self._leases.ping()
+
     async def close(self) -> None:
         if self._pool is not None:
             self._pool.disconnect()
@@ -228,6 +240,7 @@ class Throttle:
             allowed = await self._limiter.hit(self.questions, key)
         status = await self._status(self.questions, key)
         if not allowed:
+            metrics.REFUSED_QUESTIONS_PER_MINUTE.inc()
             seconds = status.retry_after()
             raise TooManyRequests(
                 TOO_MANY_QUESTIONS.format(seconds=seconds, limit=status.limit),
@@ -238,18 +251,31 @@ class Throttle:
     async def count_registration(self, client_ip: str) -> None:
         # Every attempt counts, refused ones too: this also caps probing which
         # usernames are taken.
-        await self._count(self.registrations, client_ip, TOO_MANY_REGISTRATIONS)
+        await self._count(
+            self.registrations,
+            client_ip,
+            TOO_MANY_REGISTRATIONS,
+            metrics.REFUSED_REGISTRATIONS,
+        )
 
     async def count_account_change(self, user_id: int) -> None:
         # Every attempt counts, refused ones too: this caps probing which emails
         # and usernames are taken, and guessing the current password.
-        await self._count(self.account_changes, str(user_id), TOO_MANY_ACCOUNT_CHANGES)
+        await self._count(
+            self.account_changes,
+            str(user_id),
+            TOO_MANY_ACCOUNT_CHANGES,
+            metrics.REFUSED_ACCOUNT_CHANGES,
+        )
 
-    async def _count(self, item: RateLimitItem, key: str, message: str) -> None:
+    async def _count(
+        self, item: RateLimitItem, key: str, message: str, refusals: Counter
+    ) -> None:
         """One more hit on `key`, or a 429 with `message` past the limit."""
         with self._store():
             allowed = await self._limiter.hit(item, key)
         if not allowed:
+            refusals.inc()
             await self._refuse(item, key, message)
 
     async def _acquire(self, key: str, *, limit: int, ttl: float) -> Acquisition:
@@ -301,6 +327,7 @@ class Throttle:
             key, limit=self._slots_per_user, ttl=QUESTION_SLOT_SECONDS
         )
         if slot.lease is None:
+            metrics.REFUSED_QUESTIONS_AT_ONCE.inc()
             raise TooManyRequests(
                 TOO_MANY_AT_ONCE.format(limit=self._slots_per_user),
                 headers={
@@ -326,6 +353,7 @@ def _best_effort(action: str) -> Iterator[None]:
 
 
 def _locked(refusal: Acquisition) -> TooManyRequests:
+    metrics.REFUSED_LOGIN.inc()
     seconds = refusal.retry_after()
     return TooManyRequests(
         LOGIN_LOCKED.format(seconds=seconds), headers={"Retry-After": str(seconds)}

@@ -649,6 +649,7 @@ async def test_a_retried_stream_is_answered_and_stored_once(
 async def test_an_open_circuit_stores_the_question_without_calling_upstream(
     client: httpx.AsyncClient,
     user_headers: dict[str, str],
+    admin_headers: dict[str, str],
     fake_upstream: FakeUpstream,
 ) -> None:
     fake_upstream.mode = "status_500"
@@ -656,7 +657,7 @@ async def test_an_open_circuit_stores_the_question_without_calling_upstream(
         assert (await ask(client, user_headers)).status_code == 502
 
     response = await ask(client, user_headers)
-    health = (await client.get("/health")).json()
+    health = (await client.get("/health", headers=admin_headers)).json()
 
     assert "circuit open" in response.json()["detail"]
     assert len(fake_upstream.requests) == 5
@@ -761,9 +762,9 @@ async def test_a_stream_that_breaks_its_promise_stores_the_partial_answer(
 
 
 async def test_health_shows_every_upstream_and_its_circuit(
-    client: httpx.AsyncClient, runtime: Runtime
+    client: httpx.AsyncClient, runtime: Runtime, admin_headers: dict[str, str]
 ) -> None:
-    response = await client.get("/health")
+    response = await client.get("/health", headers=admin_headers)
 
     assert response.status_code == 200
     assert response.json() == {

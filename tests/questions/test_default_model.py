@@ -43,11 +43,13 @@ async def ask(
 
 
 async def test_the_one_model_is_named_by_the_llm_settings(
-    client: httpx.AsyncClient, user_headers: dict[str, str]
+    client: httpx.AsyncClient,
+    user_headers: dict[str, str],
+    admin_headers: dict[str, str],
 ) -> None:
     named = await ask(client, user_headers, model=MODEL)
     fallback = await ask(client, user_headers, model=BACKUP)
-    health = (await client.get("/health")).json()
+    health = (await client.get("/health", headers=admin_headers)).json()
 
     assert named.status_code == 201, named.text
     assert (named.json()["model"], named.json()["upstream_model"]) == (MODEL, MODEL)

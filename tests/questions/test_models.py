@@ -181,6 +181,7 @@ async def test_max_tokens_above_the_models_limit_is_a_400(
 async def test_one_models_open_circuit_leaves_the_other_answering(
     client: httpx.AsyncClient,
     user_headers: dict[str, str],
+    admin_headers: dict[str, str],
     fake_upstream: FakeUpstream,
     second_upstream: FakeUpstream,
 ) -> None:
@@ -190,7 +191,8 @@ async def test_one_models_open_circuit_leaves_the_other_answering(
 
     refused = await ask(client, user_headers, model="beta")
     answered = await ask(client, user_headers, model="alpha")
-    health = (await client.get("/health")).json()
+    health = (await client.get("/health", headers=admin_headers)).json()
+    anonymous = (await client.get("/health")).json()
 
     assert refused.status_code == 503, refused.text
     assert "circuit open" in refused.json()["detail"]
@@ -203,6 +205,8 @@ async def test_one_models_open_circuit_leaves_the_other_answering(
         {"model": "alpha", "circuit": "closed", "in_flight": 0},
         {"model": "beta", "circuit": "open", "in_flight": 0},
     ]
+    # Without a token, from the breakers alone: beta has no fallback, so no way.
+    assert anonymous == {"status": "degraded", "database": "ok", "llm": "unreachable"}
 
 
 async def test_a_busy_model_leaves_the_others_slots_free(

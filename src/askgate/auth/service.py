@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from askgate import metrics
 from askgate.auth.models import AuthSession, RefreshToken
 from askgate.auth.schemas import TokenPair
 from askgate.auth.security import (
@@ -53,6 +54,7 @@ async def authenticate(
         user = await find_by_username(session=session, username=username)
     valid = await verify_password(password, user.password_hash if user else None)
     if user is None or not valid or not user.is_active:
+        metrics.LOGIN_FAILURES.inc()
         raise NotAuthenticated(BAD_CREDENTIALS)  # the attempt stays counted
     await guard.succeeded(attempt)
     return user

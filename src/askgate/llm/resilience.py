@@ -34,6 +34,7 @@ from askgate.config import Settings
 from askgate.llm.errors import UpstreamBusy, UpstreamError
 from askgate.llm.http import LLMClient
 from askgate.llm.types import ChatParams, Completion, Delta, StreamEnd
+from askgate.metrics import UpstreamMetrics
 
 # How soon a caller turned away because every slot stayed taken may try again.
 BUSY_RETRY_AFTER = 5.0
@@ -165,6 +166,7 @@ class Upstream:
         self.name = name or client.model
         self.breaker = breaker
         self.in_flight = 0
+        self.metrics = UpstreamMetrics(self.name)
         self._slots = asyncio.Semaphore(max_concurrency)
         self._queue_timeout = queue_timeout
         self._retry = retry
@@ -183,8 +185,12 @@ class Upstream:
             self.breaker.check()
             try:
                 if self._slots.locked():  # wait, but not for ever
-                    async with asyncio.timeout(self._queue_timeout):
-                        await self._slots.acquire()
+                    self.metrics.queued.inc()
+                    try:
+                        async with asyncio.timeout(self._queue_timeout):
+                            await self._slots.acquire()
+                    finally:
+                        self.metrics.queued.dec()
                 else:  # a free slot: taken at once, no timer to arm
                     await self._slots.acquire()
             except TimeoutError:
@@ -194,24 +200,35 @@ class Upstream:
                     retry_after=BUSY_RETRY_AFTER,
                 ) from None
         self.in_flight += 1
+        self.metrics.in_flight.inc()
         try:
             with _reporting_instead_of_busy(previous):
                 # the circuit may have opened while this call waited for a slot
                 is_trial = self.breaker.admit()
+            started = time.perf_counter()
             try:
                 yield
             finally:
+                self.metrics.duration.observe(time.perf_counter() - started)
                 if is_trial:
                     self.breaker.abandon()
         finally:
             self.in_flight -= 1
+            self.metrics.in_flight.dec()
             self._slots.release()
+
+    def _succeeded(self) -> None:
+        if self.breaker.state is not CircuitState.CLOSED:
+            self.metrics.circuit_open.set(0)
+        self.breaker.success()
 
     def _record(self, exc: UpstreamError) -> None:
         if exc.upstream_fault:
             self.breaker.failure()
+            if self.breaker.state is not CircuitState.CLOSED:
+                self.metrics.circuit_open.set(1)
         else:
-            self.breaker.success()  # it answered; the request was at fault
+            self._succeeded()  # it answered; the request was at fault
 
     def _retry_delay(self, exc: UpstreamError, retry: int) -> float | None:
         """Seconds before the next attempt, or None when there is none."""
@@ -232,7 +249,7 @@ class Upstream:
                         raise
                     error = exc
                 else:
-                    self.breaker.success()
+                    self._succeeded()
                     return completion
             await self._sleep(delay)
         raise AssertionError("unreachable")
@@ -245,9 +262,12 @@ class Upstream:
                 self._attempt(error),
                 aclosing(self.client.stream(params)) as events,
             ):
+                sent = time.perf_counter()
                 try:
                     async for event in events:
-                        started = started or isinstance(event, Delta)
+                        if not started and isinstance(event, Delta):
+                            started = True
+                            self.metrics.first_token.observe(time.perf_counter() - sent)
                         yield event
                 except UpstreamError as exc:
                     self._record(exc)
@@ -256,7 +276,7 @@ class Upstream:
                         raise
                     error = exc
                 else:
-                    self.breaker.success()
+                    self._succeeded()
                     return
             await self._sleep(delay)
 

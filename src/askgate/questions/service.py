@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from askgate import metrics
 from askgate.auth.cache import Caller
 from askgate.config import Settings
 from askgate.db import id_param, utcnow
@@ -168,6 +169,9 @@ class Attempt:
         (see `_salvage`). Once submitted, the write completes even if this call
         is cancelled.
         """
+        metrics.count_question(
+            self.model, status.value, usage.prompt_tokens, usage.completion_tokens
+        )
         answer = "".join(self.parts) if self.parts else None
         row = {
             "user_id": self.user_id,
@@ -287,14 +291,18 @@ async def open_attempt(
     limit = quota.limit_for(caller.daily_token_quota, settings.daily_token_quota)
     reservation = None
     if limit is not None:
-        reservation = await ledger.reserve(
-            quota.ReservationRequest(
-                user_id=caller.id,
-                tokens=params.max_tokens + prompt_estimate,
-                limit=limit,
-                requested_at=utcnow(),
+        try:
+            reservation = await ledger.reserve(
+                quota.ReservationRequest(
+                    user_id=caller.id,
+                    tokens=params.max_tokens + prompt_estimate,
+                    limit=limit,
+                    requested_at=utcnow(),
+                )
             )
-        )
+        except quota.QuotaExceeded:
+            metrics.REFUSED_QUOTA.inc()
+            raise
     return Attempt(
         user_id=caller.id,
         api_key_id=caller.api_key_id,
