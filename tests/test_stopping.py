@@ -125,3 +125,16 @@ async def test_a_stream_cut_by_a_stop_ends_with_an_event_saying_so(
     assert question["status"] == "cancelled"
     assert question["error"] == CUT_DETAIL
     assert question["answer"].startswith(sent)
+
+
+async def test_the_probes_say_stopping_as_soon_as_the_stop_begins(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    assert (await client.get("/health/live")).status_code == 200
+    assert (await client.get("/health/ready")).status_code == 200
+    runtime.stopping.begin()
+    live = await client.get("/health/live")
+    ready = await client.get("/health/ready")
+    assert live.status_code == 503
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "shutting_down"
