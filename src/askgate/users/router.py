@@ -1,6 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
+from fastapi.responses import StreamingResponse
 
 from askgate.auth.deps import AdminUser, CallerOrKey, CurrentUser
 from askgate.auth.throttling import AccountChangeRateLimit, LoginThrottle
@@ -10,7 +11,7 @@ from askgate.quota import service as quota_service
 from askgate.quota.schemas import TokenUsageRead
 from askgate.runtime import SettingsDep
 from askgate.schemas import Storable
-from askgate.users import service
+from askgate.users import export, service
 from askgate.users.schemas import (
     AdminUserCreate,
     AdminUserRead,
@@ -60,6 +61,35 @@ async def my_usage(
         session=session, user=user, default_quota=settings.daily_token_quota
     )
     return TokenUsageRead.model_validate(usage)
+
+
+@router.get(
+    "/me/export",
+    response_model=export.AccountExport,
+    summary="Export all my data",
+    description=(
+        "Everything askgate holds about the caller, as one JSON document to "
+        "download: the account (never the password hash), its logins (never a "
+        "token), its API keys' metadata (never a key or its digest), its usage "
+        "per day and model and its daily quota counters, and every question "
+        "with its answer and conversation, oldest first. The questions are "
+        "streamed page by page, so the download starts at once however many "
+        "there are. Needs a login: an API key is 403."
+    ),
+    responses=error_responses(401, 403),
+)
+async def export_me(user: CurrentUser, db: DatabaseDep) -> StreamingResponse:
+    chunks = await export.export(db=db, user_id=user.id)
+    filename = f"askgate-export-user-{user.id}.json"
+    return StreamingResponse(
+        chunks,
+        media_type=export.MEDIA_TYPE,
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            # Personal data: no browser or proxy cache keeps a copy.
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @router.patch(
