@@ -1,6 +1,8 @@
 """The FastAPI application: create_app() and the lifespan that owns long-lived
 objects (engine, sessionmakers, the single aiohttp session, the models)."""
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -33,6 +35,7 @@ from askgate.middleware import (
 )
 from askgate.openai_api import errors as openai_errors
 from askgate.openai_api.router import router as openai_router
+from askgate.questions import retention
 from askgate.questions.ledger import Ledger
 from askgate.questions.router import router as questions_router
 from askgate.runtime import Runtime
@@ -112,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ledger = Ledger(db)
         callers = CallerCache(db, settings.signing_key())
         key_uses = LastUsed(db)
+        purging: asyncio.Task[None] | None = None
         try:
             app.state.runtime = Runtime(
                 settings=settings,
@@ -124,6 +128,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 key_uses=key_uses,
             )
             await _ensure_first_admin(first_admin, db)
+            if settings.question_retention_days:
+                # Every instance runs it; the database lock lets one at a time.
+                purging = asyncio.create_task(
+                    retention.keep_for(db=db, days=settings.question_retention_days)
+                )
             # Everything built so far (modules, FastAPI's routes and models,
             # SQLAlchemy's mappers: ~150,000 objects) lives as long as the app:
             # left to the cyclic GC, it was walked again and again as requests
@@ -133,6 +142,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             gc.unfreeze()
+            if purging is not None:
+                purging.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purging
             await ledger.drain()
             await key_uses.drain()
             callers.close()
