@@ -8,15 +8,18 @@ another of their rows (a refresh token through its login, a question through a
 key): whatever the foreign keys say, so a table added later is checked too.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 
 from askgate.config import Settings
 from askgate.db import Base, Database
 from askgate.runtime import Runtime
+from askgate.users import service as users_service
 from askgate.users.models import Role
 from tests.factories import (
     Account,
@@ -32,7 +35,7 @@ from tests.postgres_server import (
     postgres_url,
     with_database,
 )
-from tests.rows import Rows, days_ago, insert_questions, snapshot
+from tests.rows import Rows, days_ago, insert_questions, question_ids, snapshot
 
 __all__ = ["postgres_server", "postgres_url"]  # fixtures used through `with_database`
 
@@ -125,8 +128,13 @@ async def database_tables(db: Database) -> set[str]:
 
 @pytest.mark.parametrize("by", ["self", "admin"])
 async def test_deleting_a_user_leaves_no_row_of_theirs_and_changes_no_other(
-    client: httpx.AsyncClient, db: Database, runtime: Runtime, by: str
+    client: httpx.AsyncClient,
+    db: Database,
+    runtime: Runtime,
+    by: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(users_service, "QUESTIONS_PER_DELETE", 2)  # several batches
     leaving = await create_user(db)
     staying = await create_user(db)
     admin = await create_user(db, role=Role.ADMIN)
@@ -161,3 +169,49 @@ async def test_deleting_a_user_leaves_no_row_of_theirs_and_changes_no_other(
         assert without_background(rows, table) == without_background(expected, table), (
             f"{table}: other users' rows changed"
         )
+
+
+async def test_questions_go_in_batches_of_short_transactions(
+    client: httpx.AsyncClient,
+    db: Database,
+    user: Account,
+    user_headers: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(users_service, "QUESTIONS_PER_DELETE", 2)
+    await insert_questions(db, user.id, [days_ago(1)] * 5)
+
+    with statements(db, "DELETE FROM questions") as deletes:
+        response = await client.delete("/users/me", headers=user_headers)
+
+    assert response.status_code == 204, response.text
+    assert len(deletes) == 3  # 2 + 2 + 1; the account then goes alone
+    assert await question_ids(db) == set()
+
+
+async def test_a_refused_deletion_deletes_no_question(
+    client: httpx.AsyncClient, db: Database, admin: Account
+) -> None:
+    ids = await insert_questions(db, admin.id, [days_ago(1)] * 3)
+    headers = await auth_headers(client, admin)
+
+    response = await client.delete("/users/me", headers=headers)
+
+    assert response.status_code == 409  # the last admin
+    assert await question_ids(db) == set(ids)
+
+
+@contextmanager
+def statements(db: Database, start: str) -> Iterator[list[str]]:
+    """The statements starting with `start` run meanwhile."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().startswith(start):
+            seen.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)

@@ -124,14 +124,15 @@ async def update_me(
     response_class=Response,
     summary="Delete my account",
     description=(
-        "Deletes the account with all its questions and tokens. The last active "
-        "admin cannot delete their account (409): make another admin first. "
+        "Deletes the account with everything askgate holds about it: its "
+        "questions, logins, API keys and usage. The last active admin cannot "
+        "delete their account (409): make another admin first. "
         "Needs a login: an API key is 403."
     ),
     responses=error_responses(401, 403, 409),
 )
-async def delete_me(user: CurrentUser, session: SessionDep) -> None:
-    await service.delete_user(session=session, user_id=user.id, actor_id=None)
+async def delete_me(user: CurrentUser, db: DatabaseDep) -> None:
+    await service.delete_user(db=db, user_id=user.id, actor_id=None)
 
 
 @router.get(
@@ -227,12 +228,13 @@ async def update_user(
     response_class=Response,
     summary="Delete a user (admin)",
     description=(
-        "Deletes the user with their questions and tokens. Admins delete their own "
-        "account with `DELETE /users/me`, not here (409)."
+        "Deletes the user with everything askgate holds about them: their "
+        "questions, logins, API keys and usage. Admins delete their own account "
+        "with `DELETE /users/me`, not here (409)."
     ),
     responses=error_responses(401, 403, 404, 409),
 )
-async def delete_user(user_id: UserId, admin: AdminUser, session: SessionDep) -> None:
+async def delete_user(user_id: UserId, admin: AdminUser, db: DatabaseDep) -> None:
     if user_id == admin.id:
         raise Conflict("Admins cannot delete themselves here; use DELETE /users/me")
-    await service.delete_user(session=session, user_id=user_id, actor_id=admin.id)
+    await service.delete_user(db=db, user_id=user_id, actor_id=admin.id)
