@@ -12,8 +12,9 @@ straight into the table, all old enough to purge. It prints:
   QUESTIONS is;
 - purge: the time of `purge_older_than` and its longest write transaction
   (one batch: how long a question being stored may wait for it);
-- deletion: the time of DELETE /users/me for a user with as many questions, one
-  write transaction (the cascade), the longest write lock of the three.
+- deletion: the time of DELETE /users/me for a user with as many questions
+  (their questions in batches, then the account) and its longest write
+  transaction.
 """
 
 import asyncio
@@ -172,8 +173,9 @@ async def main(count: int, tmp: str) -> None:
                 elapsed = time.perf_counter() - start
             assert response.status_code == 204, response.text
             print(
-                f"deletion of a user with {count:,} questions: {elapsed:.2f} s, "
-                f"its write transaction {max(writes) * 1000:.0f} ms"
+                f"deletion of a user with {count:,} questions: {elapsed:.2f} s in "
+                f"{len(writes)} write transactions, the longest "
+                f"{max(writes) * 1000:.0f} ms"
             )
 
 

@@ -202,10 +202,11 @@ def _purge(settings: Settings, days: int) -> None:
     try:
         deleted = asyncio.run(purge())
     except (SQLAlchemyError, OSError) as exc:
-        # hide_parameters: the message names no question.
+        # The driver's own one-line message, without SQLAlchemy's statement.
+        reason = getattr(exc, "orig", None) or exc
         raise CommandError(
-            f"purging failed: {exc.__class__.__name__}: {exc}; is the database "
-            "reachable and migrated (askgate db upgrade)?"
+            f"purging failed ({reason.__class__.__name__}: {reason}); is the "
+            "database reachable and migrated (askgate db upgrade)?"
         ) from None
     if deleted is None:
         raise CommandError(

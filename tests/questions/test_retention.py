@@ -229,6 +229,19 @@ def test_db_purge_rejects_bad_days(
     assert "Traceback" not in result.stderr
 
 
+def test_db_purge_of_an_unmigrated_database_says_so_in_one_line(
+    tmp_path: Path,
+) -> None:
+    result = run_cli("db", "purge", "--older-than", "3", data_dir=tmp_path)
+
+    assert result.returncode == 2
+    message = result.stderr.strip().splitlines()[-1]
+    assert message == (
+        "askgate: purging failed (OperationalError: no such table: questions); "
+        "is the database reachable and migrated (askgate db upgrade)?"
+    )
+
+
 def test_older_than_only_goes_with_purge(tmp_path: Path) -> None:
     result = run_cli("db", "upgrade", "--older-than", "3", data_dir=tmp_path)
 
