@@ -180,6 +180,10 @@ async def _any_key(world: World, actor: str) -> Call:
     return Call(f"/api-keys/{await _a_fresh_key_id(world)}")
 
 
+async def _my_export(world: World, actor: str) -> Call:
+    return Call("/users/me/export")
+
+
 async def _health(world: World, actor: str) -> Call:
     return Call("/health")
 
@@ -241,6 +245,7 @@ MATRIX: list[tuple[str, str, CallBuilder, dict[str, int]]] = [
     ("GET", "/users/me/usage/daily", _my_daily_usage, _login_or_key(200)),
     ("GET", "/usage/daily", _daily_usage, _admin_only(200)),
     ("GET", "/usage/leaderboard", _leaderboard, _admin_only(200)),
+    ("GET", "/users/me/export", _my_export, _login(200)),
     ("PATCH", "/users/me", _update_me, _login(200)),
     # The world's only admin: an active admin always remains.
     ("DELETE", "/users/me", _me, {**_login(204), "admin": 409}),

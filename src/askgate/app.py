@@ -1,6 +1,8 @@
 """The FastAPI application: create_app() and the lifespan that owns long-lived
 objects (engine, sessionmakers, the single aiohttp session, the models)."""
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -35,6 +37,7 @@ from askgate.middleware import (
 )
 from askgate.openai_api import errors as openai_errors
 from askgate.openai_api.router import router as openai_router
+from askgate.questions import retention
 from askgate.questions.ledger import Ledger
 from askgate.questions.router import router as questions_router
 from askgate.runtime import Runtime
@@ -123,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.shutdown_grace_seconds,
             on_begin=lambda: setattr(app.state.runtime, "shutting_down", True),
         )
+        purging: asyncio.Task[None] | None = None
         try:
             app.state.runtime = Runtime(
                 settings=settings,
@@ -137,6 +141,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             stopping.install()
             await _ensure_first_admin(first_admin, db)
+            if settings.question_retention_days:
+                # Every instance runs it; the database lock lets one at a time.
+                purging = asyncio.create_task(
+                    retention.keep_for(db=db, days=settings.question_retention_days)
+                )
             # Everything built so far (modules, FastAPI's routes and models,
             # SQLAlchemy's mappers: ~150,000 objects) lives as long as the app:
             # left to the cyclic GC, it was walked again and again as requests
@@ -149,6 +158,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gc.unfreeze()
             # The questions cut by a stop store what they got through the ledger.
             await stopping.wait_idle(STOP_DRAIN_SECONDS)
+            if purging is not None:
+                purging.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purging
             await ledger.drain()
             await key_uses.drain()
             callers.close()

@@ -1,4 +1,4 @@
-"""`askgate serve | create-admin | db upgrade/downgrade`."""
+"""`askgate serve | create-admin | db upgrade/downgrade/purge`."""
 
 import argparse
 import asyncio
@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from askgate import migrate
 from askgate.config import (
@@ -30,6 +31,7 @@ from askgate.llm.local import (
 from askgate.llm.models_file import ModelsFileError, load_models_file
 from askgate.logconfig import logging_config
 from askgate.metrics import multiprocess_dir
+from askgate.questions import retention
 from askgate.users.models import Role
 from askgate.users.schemas import AdminUserCreate, admin_from_settings
 from askgate.users.service import create_user
@@ -188,11 +190,54 @@ def _create_admin_command(args: argparse.Namespace) -> None:
 
 
 def _db_command(args: argparse.Namespace) -> None:
+    if (args.action == "purge") != (args.older_than is not None):
+        raise CommandError("--older-than DAYS goes with `db purge`, and only with it")
+    if args.action == "purge" and args.revision is not None:
+        raise CommandError("db purge takes no revision")
     settings = load_settings()
-    if args.action == "upgrade":
+    if args.action == "purge":
+        _purge(settings, args.older_than)
+    elif args.action == "upgrade":
         _migrate(migrate.upgrade, settings.sqlalchemy_url, args.revision or "head")
     else:
         _migrate(migrate.downgrade, settings.sqlalchemy_url, args.revision or "-1")
+
+
+def _purge(settings: Settings, days: int) -> None:
+    async def purge() -> int | None:
+        db = Database(create_engine(settings.sqlalchemy_url))
+        try:
+            return await retention.purge_older_than(db=db, days=days)
+        finally:
+            await db.dispose()
+
+    try:
+        deleted = asyncio.run(purge())
+    except (SQLAlchemyError, OSError) as exc:
+        # The driver's own one-line message, without SQLAlchemy's statement.
+        reason = getattr(exc, "orig", None) or exc
+        raise CommandError(
+            f"purging failed ({reason.__class__.__name__}: {reason}); is the "
+            "database reachable and migrated (askgate db upgrade)?"
+        ) from None
+    if deleted is None:
+        raise CommandError(
+            "another purge is running (the retention task of a running askgate, "
+            "or another `db purge`); try again when it has finished"
+        )
+    print(f"Deleted {deleted} questions older than {days} days")
+
+
+def _days(value: str) -> int:
+    try:
+        days = int(value)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= retention.MAX_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a whole number of days from 1 to {retention.MAX_DAYS}"
+        )
+    return days
 
 
 def _migrate(
@@ -229,12 +274,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     admin.set_defaults(handler=_create_admin_command)
 
-    db = commands.add_parser("db", help="apply or revert migrations")
-    db.add_argument("action", choices=["upgrade", "downgrade"])
+    db = commands.add_parser(
+        "db", help="apply or revert migrations; delete old questions"
+    )
+    db.add_argument("action", choices=["upgrade", "downgrade", "purge"])
     db.add_argument(
         "revision",
         nargs="?",
         help="target revision (upgrade: head by default; downgrade: -1 by default)",
+    )
+    db.add_argument(
+        "--older-than",
+        type=_days,
+        metavar="DAYS",
+        help="purge: delete the questions created more than DAYS days ago "
+        "(usage totals stay) and print how many",
     )
     db.set_defaults(handler=_db_command)
     return parser

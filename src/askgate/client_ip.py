@@ -1,5 +1,6 @@
 """The client's address: the ASGI peer, or X-Forwarded-For behind trusted proxies
-(ASKGATE_TRUSTED_PROXIES). The abuse limits key on it."""
+(ASKGATE_TRUSTED_PROXIES); and the key the abuse limits count it under: an IPv4
+address as it is, an IPv6 address's /64 network (`limit_key`)."""
 
 import ipaddress
 from collections.abc import Iterable, Sequence
@@ -14,6 +15,10 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 UNKNOWN_CLIENT = "unknown"
+# One host (a home router, a VM, a phone) is usually given a whole /64, and can
+# pick any of its 2**64 addresses at will: counted per address, it could register
+# and guess passwords without limit.
+IPV6_LIMIT_PREFIX = 64
 
 
 def parse_trusted_proxies(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
@@ -86,3 +91,28 @@ async def get_client_ip(request: Request, settings: SettingsDep) -> str:
 
 
 ClientIP = Annotated[str, Depends(get_client_ip)]
+
+
+def limit_key(client_ip: str) -> str:
+    """What the per-address abuse limits count `client_ip` (from
+    `resolve_client_ip`) under: an IPv4 address itself, an IPv6 address its /64
+    ("2001:db8:1:2::/64"). IPv4-mapped IPv6 addresses arrive here as IPv4
+    already. Anything else (UNKNOWN_CLIENT, a Unix socket's peer) as it is."""
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return client_ip
+    if isinstance(address, ipaddress.IPv4Address):
+        return client_ip
+    # From the integer: a scoped address ("fe80::1%eth0") keeps no scope here.
+    host_bits = 128 - IPV6_LIMIT_PREFIX
+    network = int(address) >> host_bits << host_bits
+    return str(ipaddress.IPv6Network((network, IPV6_LIMIT_PREFIX)))
+
+
+async def get_client_limit_key(client_ip: ClientIP) -> str:
+    return limit_key(client_ip)
+
+
+ClientLimitKey = Annotated[str, Depends(get_client_limit_key)]
+"""The client's address as the abuse limits count it (see `limit_key`)."""

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     local_model_context: int = Field(default=2048, ge=256, le=131072)
 
     history_size: int = Field(default=3, ge=1, le=100)
+    # Issue 9: questions older than this many days are deleted (0: kept forever);
+    # see askgate.questions.retention (36,500: its MAX_DAYS).
+    question_retention_days: int = Field(default=0, ge=0, le=36_500)
 
     admin_username: str | None = None
     admin_password: SecretStr | None = None

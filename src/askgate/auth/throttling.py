@@ -1,6 +1,6 @@
 """The login, registration and account-change limits of one request: the app's
-limiter (askgate.throttle) bound to the client's address (askgate.client_ip) or
-to the caller."""
+limiter (askgate.throttle) bound to the client's address (askgate.client_ip:
+an IPv4 address, or an IPv6 address's /64 network) or to the caller."""
 
 from dataclasses import dataclass
 from typing import Annotated
@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends
 
 from askgate.auth.deps import CurrentUser
-from askgate.client_ip import ClientIP
+from askgate.client_ip import ClientLimitKey
 from askgate.runtime import RuntimeDep
 from askgate.throttle import LoginAttempt, Throttle
 
@@ -23,7 +23,7 @@ class LoginGuard:
     """
 
     throttle: Throttle
-    client_ip: str
+    client_ip: str  # as the limits count it: an IPv6 client's /64 (limit_key)
 
     async def begin(self, username: str) -> LoginAttempt:
         return await self.throttle.begin_login(
@@ -34,12 +34,12 @@ class LoginGuard:
         await self.throttle.login_succeeded(attempt)
 
 
-async def get_login_guard(runtime: RuntimeDep, client_ip: ClientIP) -> LoginGuard:
-    return LoginGuard(runtime.limiter, client_ip)
+async def get_login_guard(runtime: RuntimeDep, client: ClientLimitKey) -> LoginGuard:
+    return LoginGuard(runtime.limiter, client)
 
 
-async def limit_registrations(runtime: RuntimeDep, client_ip: ClientIP) -> None:
-    await runtime.limiter.count_registration(client_ip)
+async def limit_registrations(runtime: RuntimeDep, client: ClientLimitKey) -> None:
+    await runtime.limiter.count_registration(client)
 
 
 async def limit_account_changes(runtime: RuntimeDep, user: CurrentUser) -> None:

@@ -1,6 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
+from fastapi.responses import StreamingResponse
 
 from askgate.auth.deps import AdminUser, CallerOrKey, CurrentUser
 from askgate.auth.throttling import AccountChangeRateLimit, LoginThrottle
@@ -10,7 +11,7 @@ from askgate.quota import service as quota_service
 from askgate.quota.schemas import TokenUsageRead
 from askgate.runtime import SettingsDep
 from askgate.schemas import Storable
-from askgate.users import service
+from askgate.users import export, service
 from askgate.users.schemas import (
     AdminUserCreate,
     AdminUserRead,
@@ -62,6 +63,35 @@ async def my_usage(
     return TokenUsageRead.model_validate(usage)
 
 
+@router.get(
+    "/me/export",
+    response_model=export.AccountExport,
+    summary="Export all my data",
+    description=(
+        "Everything askgate holds about the caller, as one JSON document to "
+        "download: the account (never the password hash), its logins (never a "
+        "token), its API keys' metadata (never a key or its digest), its usage "
+        "per day and model and its daily quota counters, and every question "
+        "with its answer and conversation, oldest first. The questions are "
+        "streamed page by page, so the download starts at once however many "
+        "there are. Needs a login: an API key is 403."
+    ),
+    responses=error_responses(401, 403),
+)
+async def export_me(user: CurrentUser, db: DatabaseDep) -> StreamingResponse:
+    chunks = await export.export(db=db, user_id=user.id)
+    filename = f"askgate-export-user-{user.id}.json"
+    return StreamingResponse(
+        chunks,
+        media_type=export.MEDIA_TYPE,
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            # Personal data: no browser or proxy cache keeps a copy.
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 @router.patch(
     "/me",
     response_model=UserRead,
@@ -94,14 +124,15 @@ async def update_me(
     response_class=Response,
     summary="Delete my account",
     description=(
-        "Deletes the account with all its questions and tokens. The last active "
-        "admin cannot delete their account (409): make another admin first. "
+        "Deletes the account with everything askgate holds about it: its "
+        "questions, logins, API keys and usage. The last active admin cannot "
+        "delete their account (409): make another admin first. "
         "Needs a login: an API key is 403."
     ),
     responses=error_responses(401, 403, 409),
 )
-async def delete_me(user: CurrentUser, session: SessionDep) -> None:
-    await service.delete_user(session=session, user_id=user.id, actor_id=None)
+async def delete_me(user: CurrentUser, db: DatabaseDep) -> None:
+    await service.delete_user(db=db, user_id=user.id, actor_id=None)
 
 
 @router.get(
@@ -197,12 +228,13 @@ async def update_user(
     response_class=Response,
     summary="Delete a user (admin)",
     description=(
-        "Deletes the user with their questions and tokens. Admins delete their own "
-        "account with `DELETE /users/me`, not here (409)."
+        "Deletes the user with everything askgate holds about them: their "
+        "questions, logins, API keys and usage. Admins delete their own account "
+        "with `DELETE /users/me`, not here (409)."
     ),
     responses=error_responses(401, 403, 404, 409),
 )
-async def delete_user(user_id: UserId, admin: AdminUser, session: SessionDep) -> None:
+async def delete_user(user_id: UserId, admin: AdminUser, db: DatabaseDep) -> None:
     if user_id == admin.id:
         raise Conflict("Admins cannot delete themselves here; use DELETE /users/me")
-    await service.delete_user(session=session, user_id=user_id, actor_id=admin.id)
+    await service.delete_user(db=db, user_id=user_id, actor_id=admin.id)
