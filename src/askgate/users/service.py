@@ -59,11 +59,12 @@ LAST_ADMIN = (
     "until another admin exists"
 )
 WRONG_CURRENT_PASSWORD = "current_password is incorrect"
-QUESTIONS_PER_DELETE = 1000
 PASSWORD_CHANGED_MEANWHILE = (
     "The password was changed by another request meanwhile; log in again with "
     "the new password"
 )
+# A deleted user's questions go this many per write transaction (delete_user).
+QUESTIONS_PER_DELETE = 1000
 
 
 async def get_user(*, session: AsyncSession, user_id: int) -> User:
