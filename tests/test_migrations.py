@@ -24,6 +24,7 @@ TABLES = {
     "refresh_tokens",
     "questions",
     "token_usage",
+    "quota_reservations",
     "auth_epoch",
     "api_keys",
     "usage_daily",

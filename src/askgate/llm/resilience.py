@@ -335,6 +335,27 @@ def _reported(errors: list[UpstreamError]) -> UpstreamError:
     return min(busy, key=lambda error: error.retry_after)
 
 
+def longest_question_seconds(settings: Settings) -> float:
+    """At most how long askgate works on one question, from its reservation to
+    its end, when the process lives (askgate.quota.service counts a quota
+    reservation this long, plus a margin).
+
+    ASKGATE_LLM_MAX_QUESTION_SECONDS bounds every attempt, backoff and fallback
+    together, and a stream's whole answer; past it the question fails. The
+    deadline is checked between attempts and as each event arrives, and the
+    current attempt's connection is given only what is left of it, so the
+    question may overrun it by one wait that began before it: a backoff or a
+    queue for a free slot (whichever may be longer), then one send to a slow
+    client, which a stream waits for at most ASKGATE_LLM_READ_TIMEOUT.
+    """
+    backoff = max(RetryPolicy().max_delay, settings.llm_retry_after_cap)
+    return (
+        settings.llm_max_question_seconds
+        + max(backoff, settings.llm_queue_timeout)
+        + settings.llm_read_timeout
+    )
+
+
 def build_upstream(
     settings: Settings,
     http: aiohttp.ClientSession,

@@ -147,6 +147,7 @@ class Attempt:
             day=reservation.day if reservation else self.created_at.date(),
             cost=cost,
             reserved=reservation.tokens if reservation else 0,
+            window=reservation.window if reservation else 0,
         )
 
     async def store(

@@ -57,7 +57,10 @@ async def my_usage(
     user: CallerOrKey, session: SessionDep, settings: SettingsDep
 ) -> TokenUsageRead:
     usage = await quota_service.usage_today(
-        session=session, user=user, default_quota=settings.daily_token_quota
+        session=session,
+        user=user,
+        default_quota=settings.daily_token_quota,
+        max_age=quota_service.reservation_max_age(settings),
     )
     return TokenUsageRead.model_validate(usage)
 
