@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from askgate.config import Settings
-from askgate.llm.errors import UpstreamBusy, UpstreamError
+from askgate.llm.errors import UpstreamBusy, UpstreamError, question_too_long
 from askgate.llm.http import LLMClient
 from askgate.llm.types import ChatParams, Completion, Delta, StreamEnd
 
@@ -237,13 +237,19 @@ class Upstream:
             await self._sleep(delay)
         raise AssertionError("unreachable")
 
-    async def stream(self, params: ChatParams) -> AsyncGenerator[Delta | StreamEnd]:
+    async def stream(
+        self, params: ChatParams, *, deadline: float | None = None
+    ) -> AsyncGenerator[Delta | StreamEnd]:
+        """`deadline` (the event loop's clock): no attempt starts after it, and
+        the one under way is cut then (LLMClient.stream)."""
         error: UpstreamError | None = None
         for retry in itertools.count():
+            if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+                raise question_too_long()
             started = False
             async with (
                 self._attempt(error),
-                aclosing(self.client.stream(params)) as events,
+                aclosing(self.client.stream(params, deadline=deadline)) as events,
             ):
                 try:
                     async for event in events:
@@ -266,12 +272,20 @@ class ResilientClient:
 
     The next upstream is tried only for the causes that are retried (see
     `_falls_back`); any other failure is the answer at once.
+
+    `max_seconds` (ASKGATE_LLM_MAX_QUESTION_SECONDS; None: no limit) bounds one
+    question, every attempt and fallback included: `complete` is cut then, and
+    `stream` gives its attempts what is left and checks the time as each event
+    arrives (one clock read), so that a slow client cannot stretch it either.
     """
 
-    def __init__(self, upstreams: Sequence[Upstream]) -> None:
+    def __init__(
+        self, upstreams: Sequence[Upstream], *, max_seconds: float | None = None
+    ) -> None:
         if not upstreams:
             raise ValueError("at least one upstream is required")
         self.upstreams = tuple(upstreams)
+        self._max_seconds = max_seconds
 
     def __repr__(self) -> str:
         return f"ResilientClient({[u.client for u in self.upstreams]!r})"
@@ -282,6 +296,18 @@ class ResilientClient:
         return self.upstreams[0].client.model
 
     async def complete(self, params: ChatParams) -> Completion:
+        if self._max_seconds is None:
+            return await self._complete(params)
+        deadline = asyncio.timeout(self._max_seconds)
+        try:
+            async with deadline:
+                return await self._complete(params)
+        except TimeoutError:
+            if deadline.expired():
+                raise question_too_long() from None
+            raise
+
+    async def _complete(self, params: ChatParams) -> Completion:
         errors: list[UpstreamError] = []
         for upstream in self.upstreams:
             try:
@@ -293,12 +319,18 @@ class ResilientClient:
         raise _reported(errors)
 
     async def stream(self, params: ChatParams) -> AsyncGenerator[Delta | StreamEnd]:
+        clock = asyncio.get_running_loop().time
+        deadline = None if self._max_seconds is None else clock() + self._max_seconds
         errors: list[UpstreamError] = []
         for upstream in self.upstreams:
             started = False
             try:
-                async with aclosing(upstream.stream(params)) as events:
+                async with aclosing(
+                    upstream.stream(params, deadline=deadline)
+                ) as events:
                     async for event in events:
+                        if deadline is not None and clock() >= deadline:
+                            raise question_too_long()
                         started = started or isinstance(event, Delta)
                         yield event
             except UpstreamError as exc:
@@ -401,7 +433,8 @@ def build_client(settings: Settings, http: aiohttp.ClientSession) -> ResilientCl
         *((f.base_url, f.model, f.api_key) for f in settings.llm_fallback_urls),
     ]
     return ResilientClient(
-        [
+        max_seconds=settings.llm_max_question_seconds,
+        upstreams=[
             build_upstream(
                 settings,
                 http,
@@ -410,5 +443,5 @@ def build_client(settings: Settings, http: aiohttp.ClientSession) -> ResilientCl
                 api_key=api_key.get_secret_value() if api_key else None,
             )
             for base_url, model, api_key in configs
-        ]
+        ],
     )
