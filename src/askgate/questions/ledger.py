@@ -85,7 +85,8 @@ class Ledger:
 
         A caller cancelled while it waits (its client left) is made all the
         same, since the write goes on: it is then released at once, rather than
-        held until the end of the day by a question that was never asked.
+        held by a question that was never asked until it is old enough to stop
+        counting (quota.reservation_max_age).
         """
         reserving = self._reservations.enqueue(request)
         try:
@@ -207,7 +208,8 @@ def _log_failed_release(releasing: asyncio.Future[int | None]) -> None:
     failure = releasing.exception()
     if failure is not None and not isinstance(failure, AccountDeleted):
         logger.error(
-            "Releasing an abandoned reservation failed: it is released with its day",
+            "Releasing an abandoned reservation failed: it stops counting once it "
+            "is older than the longest a question can run",
             exc_info=failure,
         )
 

@@ -198,7 +198,8 @@ class Attempt:
     ) -> DomainError:
         """After a failed store: the question stored as failed, without the
         upstream's numbers; failing that, its tokens settled alone, so that its
-        reservation is not held all day. Returns the error to answer."""
+        reservation is not held until it is old enough to stop counting
+        (quota.reservation_max_age). Returns the error to answer."""
         failed = {
             **row,
             "status": QuestionStatus.FAILED,
@@ -219,8 +220,8 @@ class Attempt:
             await ledger.settle(settlement)
         except Exception:
             logger.exception(
-                "Settling the question's tokens failed: its reservation is "
-                "released with its day"
+                "Settling the question's tokens failed: its reservation stops "
+                "counting once it is older than the longest a question can run"
             )
         return StoreFailed(f"{STORE_FAILED} (the question was not kept)")
 
