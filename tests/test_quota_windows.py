@@ -118,8 +118,10 @@ async def test_a_dead_reservation_counts_while_fresh_then_stops(
 ) -> None:
     now = utcnow()
     await hold(db, user, window_of(now), 600)  # died just now
-    stale = first_live_window(now, reservation_max_age(settings)) - 1
-    await hold(db, user, stale, 300)  # died longer ago than a question can run
+    # Died longer ago than a question can run; far enough back that ageing the
+    # fresh one below never gives it the same window.
+    stale = first_live_window(now, reservation_max_age(settings)) - 2 * age(settings)
+    await hold(db, user, stale, 300)
 
     fresh = await usage(client, user_headers)
     assert (fresh["reserved_tokens"], fresh["remaining"]) == (600, QUOTA - 600)
