@@ -44,8 +44,14 @@ showpy() {  # showpy 'title' <<'PY' ... PY: prints a Python client script, then 
 }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
-show "Health" <<'CMD'
+show "Health (anonymous: cheap checks, no upstream call)" <<'CMD'
 $B/health
+CMD
+show "Liveness probe" <<'CMD'
+$B/health/live
+CMD
+show "Readiness probe (database, Redis when configured, a model whose circuit is not open)" <<'CMD'
+$B/health/ready
 CMD
 show "Register" <<'CMD'
 -X POST $B/auth/register -H 'Content-Type: application/json' \
@@ -234,6 +240,12 @@ show "Admin: every user's API keys (user_id filters; the total is in X-Total-Cou
 CMD
 show "Admin: delete a user" <<'CMD'
 -i -X DELETE $B/users/$BOB -H "Authorization: Bearer $ADMIN"
+CMD
+show "Export all my data (one JSON document; cut short here)" <<'CMD'
+-D - "$B/users/me/export" -H "Authorization: Bearer $TOKEN" | head -c 900; echo ' …'
+CMD
+show "Prometheus metrics (a few lines of them)" <<'CMD'
+$B/metrics | grep -E '^askgate_(questions_total|prompt_tokens_total|http_requests_total.*route="/questions")'
 CMD
 show "A user calling an admin route" <<'CMD'
 $B/users -H "Authorization: Bearer $TOKEN"

@@ -156,7 +156,7 @@ async def test_sigterm_lets_streams_finish_then_cuts_and_stores_the_rest(
                 )
             }
             reserved = await connection.scalar(
-                text("SELECT coalesce(sum(reserved), 0) FROM token_usage")
+                text("SELECT coalesce(sum(tokens), 0) FROM quota_reservations")
             )
     finally:
         await engine.dispose()

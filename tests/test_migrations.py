@@ -1,8 +1,9 @@
 import asyncio
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ TABLES = {
     "refresh_tokens",
     "questions",
     "token_usage",
+    "quota_reservations",
     "auth_epoch",
     "api_keys",
     "usage_daily",
@@ -552,3 +554,59 @@ def test_question_filters_fill_search_text_both_ways(blank_url: str) -> None:
 
     migrate.upgrade(blank_url)
     assert _search_texts(blank_url) == expected
+
+
+# --- 20261205_quota_windows: token_usage.reserved becomes quota_reservations ------
+
+BEFORE_QUOTA_WINDOWS = "20261204_question_filters"
+
+
+def test_quota_windows_move_what_is_reserved_both_ways(blank_url: str) -> None:
+    migrate.upgrade(blank_url, BEFORE_QUOTA_WINDOWS)
+    _sql(
+        blank_url,
+        "INSERT INTO users (id, username, username_canonical, password_hash, role, "
+        "is_active, created_at, updated_at) VALUES (:id, :name, :name, 'x', 'user', "
+        "true, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        [{"id": 1, "name": "bob"}, {"id": 2, "name": "carol"}],
+    )
+    _sql(
+        blank_url,
+        "INSERT INTO token_usage (user_id, day, reserved, used) "
+        "VALUES (:user_id, :day, :reserved, :used)",
+        [
+            {"user_id": 1, "day": date(2026, 12, 4), "reserved": 50, "used": 7},
+            {"user_id": 2, "day": date(2026, 12, 4), "reserved": 0, "used": 3},
+        ],
+    )
+    before = int(time.time()) // 60
+
+    migrate.upgrade(blank_url)
+
+    after = int(time.time()) // 60
+    command.check(migrate.alembic_config(blank_url))  # models match, both backends
+    moved = _rows(
+        blank_url, 'SELECT user_id, day, "window", tokens FROM quota_reservations'
+    )
+    assert [(u, str(d), t) for u, d, _, t in moved] == [(1, "2026-12-04", 50)]
+    assert before <= moved[0][2] <= after  # counts from the upgrade on
+    assert _rows(blank_url, "SELECT user_id, used FROM token_usage ORDER BY 1") == [
+        (1, 7),
+        (2, 3),
+    ]
+    _sql(
+        blank_url,
+        'INSERT INTO quota_reservations (user_id, day, "window", tokens) '
+        "VALUES (1, :day, 1, 5), (2, :day, 1, 4)",
+        {"day": date(2026, 12, 4)},
+    )
+
+    migrate.downgrade(blank_url, BEFORE_QUOTA_WINDOWS)
+
+    assert _rows(
+        blank_url, "SELECT user_id, reserved, used FROM token_usage ORDER BY 1"
+    ) == [(1, 55, 7), (2, 4, 3)]
+    with pytest.raises(Exception, match="quota_reservations"):
+        _sql(blank_url, "SELECT * FROM quota_reservations")
+    migrate.upgrade(blank_url)
+    assert _rows(blank_url, "SELECT sum(tokens) FROM quota_reservations") == [(59,)]

@@ -40,6 +40,7 @@ from askgate.openai_api.router import router as openai_router
 from askgate.questions import retention
 from askgate.questions.ledger import Ledger
 from askgate.questions.router import router as questions_router
+from askgate.quota import service as quota_service
 from askgate.runtime import Runtime
 from askgate.shutdown import Stopping
 from askgate.throttle import Throttle
@@ -119,7 +120,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # user's question to the next (and filtering a jar costs every call).
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        ledger = Ledger(db)
+        ledger = Ledger(
+            db, reservation_max_age=quota_service.reservation_max_age(settings)
+        )
         callers = CallerCache(db, settings.signing_key())
         key_uses = LastUsed(db)
         stopping = Stopping(

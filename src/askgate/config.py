@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     # JSON: [{"base_url": ..., "model": ..., "api_key": ...}, ...], tried in order.
     llm_fallback_urls: list[UpstreamConfig] = []
     llm_max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Issue 9: the longest askgate works on one question with the upstreams (every
+    # attempt, backoff and fallback, and a stream's whole answer); past it the
+    # question fails as timed out. It bounds how long a quota reservation counts
+    # (askgate.quota.service), so a crashed process's reservation ends with it.
+    llm_max_question_seconds: PositiveFloat = 600.0
 
     @field_validator("trusted_proxies", "cors_origins", mode="before")
     @classmethod

@@ -3,7 +3,7 @@
 from askgate.api_keys.models import ApiKey
 from askgate.auth.models import AuthEpoch, AuthSession, RefreshToken
 from askgate.questions.models import Question, QuestionStatus
-from askgate.quota.models import TokenUsage
+from askgate.quota.models import QuotaReservation, TokenUsage
 from askgate.usage.models import UsageDaily, UserUsageDaily
 from askgate.users.models import Role, User
 
@@ -13,6 +13,7 @@ __all__ = [
     "AuthSession",
     "Question",
     "QuestionStatus",
+    "QuotaReservation",
     "RefreshToken",
     "Role",
     "TokenUsage",

@@ -43,6 +43,16 @@ class UpstreamTimeout(UpstreamError):
     pass
 
 
+def question_too_long() -> UpstreamTimeout:
+    """The question ran past ASKGATE_LLM_MAX_QUESTION_SECONDS (a 504): neither
+    retried nor sent to a fallback, which would only wait longer."""
+    return UpstreamTimeout(
+        "The LLM upstream did not finish within the time askgate allows one "
+        "question (ASKGATE_LLM_MAX_QUESTION_SECONDS)",
+        upstream_fault=False,
+    )
+
+
 class UpstreamBusy(UpstreamError):
     """askgate did not call the upstream: its circuit is open or too many requests
     are in flight. Answer 503 with `Retry-After: retry_after`."""

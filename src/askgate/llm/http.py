@@ -8,6 +8,7 @@ fallbacks, the circuit breaker and the concurrency cap wrap this client in
 `askgate.llm.resilience`.
 """
 
+import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any, Final
@@ -15,7 +16,13 @@ from typing import Any, Final
 import aiohttp
 
 from askgate.jsonbytes import dumps
-from askgate.llm.errors import check_content_type, check_status, too_large, translate
+from askgate.llm.errors import (
+    check_content_type,
+    check_status,
+    question_too_long,
+    too_large,
+    translate,
+)
 from askgate.llm.parsing import parse_completion, parse_events
 from askgate.llm.types import ChatParams, Completion, Delta, StreamEnd
 
@@ -54,6 +61,7 @@ class LLMClient:
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
+        self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_response_bytes = max_response_bytes
 
@@ -94,18 +102,23 @@ class LLMClient:
             raise translate(exc, self._read_timeout) from None
         return parse_completion(body, default_model=self.model)
 
-    async def stream(self, params: ChatParams) -> AsyncGenerator[Delta | StreamEnd]:
+    async def stream(
+        self, params: ChatParams, *, deadline: float | None = None
+    ) -> AsyncGenerator[Delta | StreamEnd]:
         """Deltas as they arrive, then one StreamEnd; raises UpstreamError.
 
+        `deadline` (the event loop's clock): the request is cut then, wherever
+        it is (askgate.llm.resilience bounds a whole question with it).
         If the consumer stops (the client left), leaving the `async with` closes
         the upstream connection, which cancels the generation upstream.
         """
+        timeout = self._timeout if deadline is None else self._until(deadline)
         try:
             async with self._http.post(
                 self._completions_url,
                 data=self._body(params, stream=True),
                 headers=self._headers,
-                timeout=self._timeout,
+                timeout=timeout,
             ) as response:
                 try:
                     check_status(response)
@@ -122,7 +135,20 @@ class LLMClient:
                     response.close()  # drop the connection, don't drain it
                     raise
         except (TimeoutError, aiohttp.ClientError) as exc:
+            if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+                raise question_too_long() from None
             raise translate(exc, self._read_timeout) from None
+
+    def _until(self, deadline: float) -> aiohttp.ClientTimeout:
+        """The per-phase timeouts, and in total what is left until `deadline`
+        (aiohttp arms one timer per request for it, and checks it only while
+        waiting for the upstream: a delta costs nothing more)."""
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise question_too_long()
+        return aiohttp.ClientTimeout(
+            total=left, sock_connect=self._connect_timeout, sock_read=self._read_timeout
+        )
 
     async def check(self) -> bool:
         """Cheap liveness probe: GET {base_url}/models."""

@@ -143,7 +143,8 @@ def _from_entries(
             Model(
                 entry.name,
                 ResilientClient(
-                    [upstreams[name] for name in (entry.name, *entry.fallbacks)]
+                    [upstreams[name] for name in (entry.name, *entry.fallbacks)],
+                    max_seconds=settings.llm_max_question_seconds,
                 ),
                 entry.max_tokens_limit,
             )

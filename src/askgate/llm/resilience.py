@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from askgate.config import Settings
-from askgate.llm.errors import UpstreamBusy, UpstreamError
+from askgate.llm.errors import UpstreamBusy, UpstreamError, question_too_long
 from askgate.llm.http import LLMClient
 from askgate.llm.types import ChatParams, Completion, Delta, StreamEnd
 from askgate.metrics import UpstreamMetrics
@@ -254,13 +254,19 @@ class Upstream:
             await self._sleep(delay)
         raise AssertionError("unreachable")
 
-    async def stream(self, params: ChatParams) -> AsyncGenerator[Delta | StreamEnd]:
+    async def stream(
+        self, params: ChatParams, *, deadline: float | None = None
+    ) -> AsyncGenerator[Delta | StreamEnd]:
+        """`deadline` (the event loop's clock): no attempt starts after it, and
+        the one under way is cut then (LLMClient.stream)."""
         error: UpstreamError | None = None
         for retry in itertools.count():
+            if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+                raise question_too_long()
             started = False
             async with (
                 self._attempt(error),
-                aclosing(self.client.stream(params)) as events,
+                aclosing(self.client.stream(params, deadline=deadline)) as events,
             ):
                 sent = time.perf_counter()
                 try:
@@ -286,12 +292,20 @@ class ResilientClient:
 
     The next upstream is tried only for the causes that are retried (see
     `_falls_back`); any other failure is the answer at once.
+
+    `max_seconds` (ASKGATE_LLM_MAX_QUESTION_SECONDS; None: no limit) bounds one
+    question, every attempt and fallback included: `complete` is cut then, and
+    `stream` gives its attempts what is left and checks the time as each event
+    arrives (one clock read), so that a slow client cannot stretch it either.
     """
 
-    def __init__(self, upstreams: Sequence[Upstream]) -> None:
+    def __init__(
+        self, upstreams: Sequence[Upstream], *, max_seconds: float | None = None
+    ) -> None:
         if not upstreams:
             raise ValueError("at least one upstream is required")
         self.upstreams = tuple(upstreams)
+        self._max_seconds = max_seconds
 
     def __repr__(self) -> str:
         return f"ResilientClient({[u.client for u in self.upstreams]!r})"
@@ -302,6 +316,18 @@ class ResilientClient:
         return self.upstreams[0].client.model
 
     async def complete(self, params: ChatParams) -> Completion:
+        if self._max_seconds is None:
+            return await self._complete(params)
+        deadline = asyncio.timeout(self._max_seconds)
+        try:
+            async with deadline:
+                return await self._complete(params)
+        except TimeoutError:
+            if deadline.expired():
+                raise question_too_long() from None
+            raise
+
+    async def _complete(self, params: ChatParams) -> Completion:
         errors: list[UpstreamError] = []
         for upstream in self.upstreams:
             try:
@@ -313,12 +339,18 @@ class ResilientClient:
         raise _reported(errors)
 
     async def stream(self, params: ChatParams) -> AsyncGenerator[Delta | StreamEnd]:
+        clock = asyncio.get_running_loop().time
+        deadline = None if self._max_seconds is None else clock() + self._max_seconds
         errors: list[UpstreamError] = []
         for upstream in self.upstreams:
             started = False
             try:
-                async with aclosing(upstream.stream(params)) as events:
+                async with aclosing(
+                    upstream.stream(params, deadline=deadline)
+                ) as events:
                     async for event in events:
+                        if deadline is not None and clock() >= deadline:
+                            raise question_too_long()
                         started = started or isinstance(event, Delta)
                         yield event
             except UpstreamError as exc:
@@ -353,6 +385,27 @@ def _reported(errors: list[UpstreamError]) -> UpstreamError:
             return error
     busy = [error for error in errors if isinstance(error, UpstreamBusy)]
     return min(busy, key=lambda error: error.retry_after)
+
+
+def longest_question_seconds(settings: Settings) -> float:
+    """At most how long askgate works on one question, from its reservation to
+    its end, when the process lives (askgate.quota.service counts a quota
+    reservation this long, plus a margin).
+
+    ASKGATE_LLM_MAX_QUESTION_SECONDS bounds every attempt, backoff and fallback
+    together, and a stream's whole answer; past it the question fails. The
+    deadline is checked between attempts and as each event arrives, and the
+    current attempt's connection is given only what is left of it, so the
+    question may overrun it by one wait that began before it: a backoff or a
+    queue for a free slot (whichever may be longer), then one send to a slow
+    client, which a stream waits for at most ASKGATE_LLM_READ_TIMEOUT.
+    """
+    backoff = max(RetryPolicy().max_delay, settings.llm_retry_after_cap)
+    return (
+        settings.llm_max_question_seconds
+        + max(backoff, settings.llm_queue_timeout)
+        + settings.llm_read_timeout
+    )
 
 
 def build_upstream(
@@ -400,7 +453,8 @@ def build_client(settings: Settings, http: aiohttp.ClientSession) -> ResilientCl
         *((f.base_url, f.model, f.api_key) for f in settings.llm_fallback_urls),
     ]
     return ResilientClient(
-        [
+        max_seconds=settings.llm_max_question_seconds,
+        upstreams=[
             build_upstream(
                 settings,
                 http,
@@ -409,5 +463,5 @@ def build_client(settings: Settings, http: aiohttp.ClientSession) -> ResilientCl
                 api_key=api_key.get_secret_value() if api_key else None,
             )
             for base_url, model, api_key in configs
-        ]
+        ],
     )

@@ -70,8 +70,11 @@ class NewQuestion:
 
 
 class Ledger:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, reservation_max_age: float) -> None:
+        """`reservation_max_age`: how long a quota reservation counts
+        (quota.reservation_max_age)."""
         self._db = db
+        self._max_age = reservation_max_age
         self._reservations: GroupCommit[quota.ReservationRequest, quota.Reservation] = (
             GroupCommit(self._reserve)
         )
@@ -82,7 +85,8 @@ class Ledger:
 
         A caller cancelled while it waits (its client left) is made all the
         same, since the write goes on: it is then released at once, rather than
-        held until the end of the day by a question that was never asked.
+        held by a question that was never asked until it is old enough to stop
+        counting (quota.reservation_max_age).
         """
         reserving = self._reservations.enqueue(request)
         try:
@@ -96,7 +100,11 @@ class Ledger:
             return  # nothing was reserved
         held = reserving.result()
         release = quota.Settlement(
-            user_id=held.user_id, day=held.day, cost=0, reserved=held.tokens
+            user_id=held.user_id,
+            day=held.day,
+            cost=0,
+            reserved=held.tokens,
+            window=held.window,
         )
         self._stores.enqueue(NewQuestion(None, release)).add_done_callback(
             _log_failed_release
@@ -135,7 +143,11 @@ class Ledger:
             )
             kept = [r for r in requests if r.user_id in present]
             reserved = iter(
-                await quota.reserve_many(session=session, requests=kept) if kept else ()
+                await quota.reserve_many(
+                    session=session, requests=kept, max_age=self._max_age
+                )
+                if kept
+                else ()
             )
         return [
             next(reserved) if r.user_id in present else AccountDeleted()
@@ -162,7 +174,9 @@ class Ledger:
             rows = [q.row for q in kept if q.row is not None]
             ids = iter((await session.execute(_INSERT, rows)).scalars() if rows else ())
             await quota.settle_many(
-                session=session, settlements=[q.settlement for q in kept]
+                session=session,
+                settlements=[q.settlement for q in kept],
+                max_age=self._max_age,
             )
             await rollup.record(session=session, tally=_tally(rows))
         outcomes: list[Outcome[int | None]] = []
@@ -194,7 +208,8 @@ def _log_failed_release(releasing: asyncio.Future[int | None]) -> None:
     failure = releasing.exception()
     if failure is not None and not isinstance(failure, AccountDeleted):
         logger.error(
-            "Releasing an abandoned reservation failed: it is released with its day",
+            "Releasing an abandoned reservation failed: it stops counting once it "
+            "is older than the longest a question can run",
             exc_info=failure,
         )
 

@@ -152,6 +152,7 @@ class Attempt:
             day=reservation.day if reservation else self.created_at.date(),
             cost=cost,
             reserved=reservation.tokens if reservation else 0,
+            window=reservation.window if reservation else 0,
         )
 
     async def store(
@@ -205,7 +206,8 @@ class Attempt:
     ) -> DomainError:
         """After a failed store: the question stored as failed, without the
         upstream's numbers; failing that, its tokens settled alone, so that its
-        reservation is not held all day. Returns the error to answer."""
+        reservation is not held until it is old enough to stop counting
+        (quota.reservation_max_age). Returns the error to answer."""
         failed = {
             **row,
             "status": QuestionStatus.FAILED,
@@ -226,8 +228,8 @@ class Attempt:
             await ledger.settle(settlement)
         except Exception:
             logger.exception(
-                "Settling the question's tokens failed: its reservation is "
-                "released with its day"
+                "Settling the question's tokens failed: its reservation stops "
+                "counting once it is older than the longest a question can run"
             )
         return StoreFailed(f"{STORE_FAILED} (the question was not kept)")
 

@@ -10,7 +10,9 @@ class TokenUsageRead(Schema):
     used_tokens: int = Field(description="Spent by today's finished questions")
     reserved_tokens: int = Field(
         description="Held by questions still being answered, until they finish "
-        "(only under a quota: without one, a question reserves nothing)"
+        "(only under a quota: without one, a question reserves nothing). What a "
+        "crashed askgate process held stops counting once it is older than the "
+        "longest a question can run"
     )
     quota: int | None = Field(description="Tokens per UTC day; null: unlimited")
     remaining: int | None = Field(

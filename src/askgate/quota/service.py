@@ -17,11 +17,23 @@ the text delivered (askgate.questions.service).
 
 Both steps work on batches (askgate.group_commit): one transaction reserves for
 every question that arrived meanwhile, another settles every question that ended.
+Reserving costs the batch three statements (the day's rows made if missing, the
+counters read under a lock, the reservations added); settling, one upsert of
+what the questions cost and, under a quota, two more (the reservations
+subtracted, the emptied and stale ones deleted).
 
 The limit is the user's `daily_token_quota` when an admin set one (0: unlimited
 for that user), else ASKGATE_DAILY_TOKEN_QUOTA (0: unlimited). Days are UTC; a
-question counts on the day it started. A reservation left behind by a crashed
-process is released with its day.
+question counts on the day it started.
+
+A process that dies mid-question cannot settle it. So reservations are kept per
+time window (`quota_reservations`: one row per user, day and WINDOW_SECONDS of
+time), and only the windows younger than the longest a question can run
+(`reservation_max_age`) count: a dead process's reservation stops counting
+within that age plus one window, while a live question's always counts, since
+askgate ends every question before then (ASKGATE_LLM_MAX_QUESTION_SECONDS,
+askgate.llm.resilience). Settling deletes the windows it empties and the stale
+ones of its user and day, so the table holds little more than what is in flight.
 """
 
 import math
@@ -30,22 +42,32 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from askgate.auth.cache import Caller
+from askgate.config import Settings
 from askgate.db import utcnow
 from askgate.errors import TooManyRequests
+from askgate.llm.resilience import longest_question_seconds
 from askgate.llm.types import Usage
-from askgate.quota.models import TokenUsage
+from askgate.quota.models import QuotaReservation, TokenUsage
 
 # Chat templates wrap the question in role markers, and some models add a default
 # system prompt (SmolLM2: about 30 tokens around a one-line question).
 PROMPT_OVERHEAD_TOKENS = 64
+# The width of a reservation's time window: a dead process's reservation stops
+# counting at most this long after the others of its age (a divisor of a day, so
+# that a window never straddles two days).
+WINDOW_SECONDS = 60
+# Beyond the longest a question can run: storing it (a group-committed write may
+# wait for the one before it), and the clocks of several instances disagreeing.
+MARGIN_SECONDS = 60.0
 # Statements run with a list of parameter sets use the table (Core executemany),
 # not the ORM class (which would mean ORM bulk operations by primary key).
 _TABLE = cast(Table, TokenUsage.__table__)
+_WINDOWS = cast(Table, QuotaReservation.__table__)
 
 
 class QuotaExceeded(TooManyRequests):
@@ -56,6 +78,7 @@ class QuotaExceeded(TooManyRequests):
 class Reservation:
     user_id: int
     day: date
+    window: int  # the time window it is held in (`window_of`)
     tokens: int
 
 
@@ -107,6 +130,22 @@ def next_reset(now: datetime) -> datetime:
     return datetime.combine(now.date() + timedelta(days=1), time(), tzinfo=UTC)
 
 
+def reservation_max_age(settings: Settings) -> float:
+    """Seconds after which a reservation no longer counts: the longest askgate
+    works on a question (askgate.llm.resilience.longest_question_seconds), plus
+    MARGIN_SECONDS. Only a process that died can hold one longer."""
+    return longest_question_seconds(settings) + MARGIN_SECONDS
+
+
+def window_of(moment: datetime) -> int:
+    return math.floor(moment.timestamp()) // WINDOW_SECONDS
+
+
+def first_live_window(now: datetime, max_age: float) -> int:
+    """The oldest window that still counts: windows that end after now - max_age."""
+    return math.floor((now.timestamp() - max_age) / WINDOW_SECONDS)
+
+
 @dataclass(frozen=True, slots=True)
 class ReservationRequest:
     user_id: int
@@ -123,31 +162,37 @@ class Settlement:
     day: date
     cost: int
     reserved: int = 0  # 0: the question reserved nothing (no quota applied)
+    window: int = 0  # the reservation's time window, when there is one
 
 
 async def reserve_many(
-    *, session: AsyncSession, requests: Sequence[ReservationRequest]
+    *,
+    session: AsyncSession,
+    requests: Sequence[ReservationRequest],
+    max_age: float,
 ) -> list[Reservation | QuotaExceeded]:
     """Hold each request's tokens of its day's quota, or refuse it (a 429).
 
-    The counters of every user in the batch are read under a lock (SQLite's
-    write lock, taken by BEGIN IMMEDIATE; row locks on PostgreSQL), decided in
-    order, and written back as increments, so concurrent batches in any process
-    can never reserve past a limit together.
+    The counters of every user in the batch are read under a lock on their
+    day's `token_usage` row (SQLite's write lock, taken by BEGIN IMMEDIATE; row
+    locks on PostgreSQL), with what the windows younger than `max_age` hold
+    (`reservation_max_age`), decided in order, and written back as increments
+    of each request's window, so concurrent batches in any process can never
+    reserve past a limit together.
     """
     keys = {(r.user_id, r.requested_at.date()) for r in requests}
     await _ensure_rows(session=session, keys=keys)
     rows = await session.execute(
-        select(TokenUsage.user_id, TokenUsage.day, TokenUsage.used, TokenUsage.reserved)
-        .where(
-            TokenUsage.user_id.in_({user_id for user_id, _ in keys}),
-            TokenUsage.day.in_({day for _, day in keys}),
-        )
-        .order_by(TokenUsage.user_id, TokenUsage.day)
-        .with_for_update()  # in key order, so concurrent batches cannot deadlock
+        _HELD,
+        {
+            "users": sorted({user_id for user_id, _ in keys}),
+            "days": sorted({day for _, day in keys}),
+            "live": first_live_window(utcnow(), max_age),
+        },
     )
     held = {(row.user_id, row.day): row.used + row.reserved for row in rows}
     added = dict.fromkeys(keys, 0)
+    windows: dict[tuple[int, date, int], int] = {}
     outcomes: list[Reservation | QuotaExceeded] = []
     for request in requests:
         key = (request.user_id, request.requested_at.date())
@@ -163,53 +208,85 @@ async def reserve_many(
             )
             continue
         added[key] += request.tokens
-        outcomes.append(Reservation(request.user_id, key[1], request.tokens))
+        window = window_of(request.requested_at)
+        windows[(*key, window)] = windows.get((*key, window), 0) + request.tokens
+        outcomes.append(Reservation(request.user_id, key[1], window, request.tokens))
     increments = [
-        {"b_user_id": user_id, "b_day": day, "b_tokens": tokens}
-        for (user_id, day), tokens in added.items()
+        {"user_id": user_id, "day": day, "window": window, "tokens": tokens}
+        for (user_id, day, window), tokens in sorted(windows.items())
         if tokens
     ]
     if increments:
-        await session.execute(
-            update(_TABLE)
-            .where(
-                _TABLE.c.user_id == bindparam("b_user_id"),
-                _TABLE.c.day == bindparam("b_day"),
-            )
-            .values(reserved=_TABLE.c.reserved + bindparam("b_tokens")),
-            increments,
-        )
+        await session.execute(_statements(session).reserve, increments)
     return outcomes
 
 
 async def settle_many(
-    *, session: AsyncSession, settlements: Sequence[Settlement]
+    *, session: AsyncSession, settlements: Sequence[Settlement], max_age: float
 ) -> None:
     """Release the reservations and count what the questions cost (never more
     than was reserved: the reservation bounds the cost, so only an upstream
-    miscounting could report more). One upsert per user and day."""
-    totals: dict[tuple[int, date], list[int]] = {}
+    miscounting could report more). One upsert per user and day; under a quota,
+    the reservations subtracted from their windows, then the windows emptied or
+    older than `max_age` deleted for those users and days.
+
+    The `token_usage` rows are locked first, as when reserving, since the
+    windows of a user and day are only written under that lock: a window
+    already deleted as stale (a question that outlived `max_age`) is simply
+    not found, never made negative.
+    """
+    totals: dict[tuple[int, date], int] = {}
+    releases: dict[tuple[int, date, int], int] = {}
     for item in settlements:
         cost = min(item.cost, item.reserved) if item.reserved else item.cost
-        total = totals.setdefault((item.user_id, item.day), [0, 0])
-        total[0] += cost
-        total[1] += item.reserved
+        key = (item.user_id, item.day)
+        totals[key] = totals.get(key, 0) + cost
+        if item.reserved:
+            window = (*key, item.window)
+            releases[window] = releases.get(window, 0) + item.reserved
     if not totals:
         return
     await session.execute(
         _statements(session).settle,
         [
-            {"user_id": user_id, "day": day, "used": used, "reserved": -released}
-            for (user_id, day), (used, released) in sorted(totals.items())
+            {"user_id": user_id, "day": day, "used": used}
+            for (user_id, day), used in sorted(totals.items())
+        ],
+    )
+    if not releases:
+        return
+    await session.execute(
+        _RELEASE,
+        [
+            {"b_user_id": user_id, "b_day": day, "b_window": window, "b_tokens": n}
+            for (user_id, day, window), n in sorted(releases.items())
+        ],
+    )
+    live = first_live_window(utcnow(), max_age)
+    await session.execute(
+        _DROP_SPENT,
+        [
+            {"b_user_id": user_id, "b_day": day, "b_live": live}
+            for user_id, day in sorted({key[:2] for key in releases})
         ],
     )
 
 
 async def usage_today(
-    *, session: AsyncSession, user: Caller, default_quota: int
+    *, session: AsyncSession, user: Caller, default_quota: int, max_age: float
 ) -> DailyUsage:
     now = utcnow()
-    used, reserved = await _counters(session=session, user_id=user.id, day=now.date())
+    row = (
+        await session.execute(
+            _COUNTERS,
+            {
+                "user_id": user.id,
+                "day": now.date(),
+                "live": first_live_window(now, max_age),
+            },
+        )
+    ).one()
+    used, reserved = row.used or 0, row.reserved
     limit = limit_for(user.daily_token_quota, default_quota)
     return DailyUsage(
         day=now.date(),
@@ -221,24 +298,96 @@ async def usage_today(
     )
 
 
+async def counters_by_day(
+    *, session: AsyncSession, user_id: int, max_age: float
+) -> list[tuple[date, int, int]]:
+    """Every UTC day of a user's counters: (day, used, reserved now), oldest first."""
+    query = (
+        select(
+            _TABLE.c.day,
+            _TABLE.c.used,
+            _live_tokens(_TABLE.c.user_id, _TABLE.c.day).label("reserved"),
+        )
+        .where(_TABLE.c.user_id == bindparam("user_id"))
+        .order_by(_TABLE.c.day)
+    )
+    live = first_live_window(utcnow(), max_age)
+    rows = await session.execute(query, {"user_id": user_id, "live": live})
+    return [(row.day, row.used or 0, row.reserved) for row in rows]
+
+
+def _live_tokens(user_id: Any, day: Any) -> Any:
+    """What the live windows of a user's day hold (bound parameter `live`)."""
+    return (
+        select(func.coalesce(func.sum(_WINDOWS.c.tokens), 0))
+        .where(
+            _WINDOWS.c.user_id == user_id,
+            _WINDOWS.c.day == day,
+            _WINDOWS.c.window >= bindparam("live"),
+        )
+        .scalar_subquery()
+    )
+
+
+# Built once: each statement's SQL is compiled once per engine and then cached.
+_HELD = (
+    select(
+        _TABLE.c.user_id,
+        _TABLE.c.day,
+        _TABLE.c.used,
+        _live_tokens(_TABLE.c.user_id, _TABLE.c.day).label("reserved"),
+    )
+    .where(
+        _TABLE.c.user_id.in_(bindparam("users", expanding=True)),
+        _TABLE.c.day.in_(bindparam("days", expanding=True)),
+    )
+    .order_by(_TABLE.c.user_id, _TABLE.c.day)
+    # The day rows only, in key order: concurrent batches cannot deadlock.
+    .with_for_update(of=_TABLE)
+)
+_COUNTERS = select(
+    select(_TABLE.c.used)
+    .where(_TABLE.c.user_id == bindparam("user_id"), _TABLE.c.day == bindparam("day"))
+    .scalar_subquery()
+    .label("used"),
+    _live_tokens(bindparam("user_id"), bindparam("day")).label("reserved"),
+)
+_WINDOW_KEY = (
+    _WINDOWS.c.user_id == bindparam("b_user_id"),
+    _WINDOWS.c.day == bindparam("b_day"),
+)
+_RELEASE = (
+    update(_WINDOWS)
+    .where(*_WINDOW_KEY, _WINDOWS.c.window == bindparam("b_window"))
+    .values(tokens=_WINDOWS.c.tokens - bindparam("b_tokens"))
+)
+_DROP_SPENT = delete(_WINDOWS).where(
+    *_WINDOW_KEY,
+    or_(_WINDOWS.c.tokens <= 0, _WINDOWS.c.window < bindparam("b_live")),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _Upserts:
-    """The two INSERT ... ON CONFLICT statements, in one dialect's syntax."""
+    """The INSERT ... ON CONFLICT statements, in one dialect's syntax."""
 
     ensure_row: Any  # a day's row for a user, if missing
-    settle: Any  # add a batch's costs and releases to each user's day
+    settle: Any  # add a batch's costs to each user's day
+    reserve: Any  # add a batch's reservations to each user's day and window
 
 
 def _upserts(dialect: Any) -> _Upserts:
     insert = dialect.insert(_TABLE)
+    windows = dialect.insert(_WINDOWS)
     return _Upserts(
         ensure_row=insert.on_conflict_do_nothing(index_elements=["user_id", "day"]),
         settle=insert.on_conflict_do_update(
             index_elements=["user_id", "day"],
-            set_={
-                "used": _TABLE.c.used + insert.excluded.used,
-                "reserved": _TABLE.c.reserved + insert.excluded.reserved,
-            },
+            set_={"used": _TABLE.c.used + insert.excluded.used},
+        ),
+        reserve=windows.on_conflict_do_update(
+            index_elements=["user_id", "day", "window"],
+            set_={"tokens": _WINDOWS.c.tokens + windows.excluded.tokens},
         ),
     )
 
@@ -258,24 +407,8 @@ async def _ensure_rows(
     # two processes, both end up updating the one row.
     await session.execute(
         _statements(session).ensure_row,
-        [
-            {"user_id": user_id, "day": day, "reserved": 0, "used": 0}
-            for user_id, day in sorted(keys)
-        ],
+        [{"user_id": user_id, "day": day, "used": 0} for user_id, day in sorted(keys)],
     )
-
-
-async def _counters(
-    *, session: AsyncSession, user_id: int, day: date
-) -> tuple[int, int]:
-    row = (
-        await session.execute(
-            select(TokenUsage.used, TokenUsage.reserved).where(
-                TokenUsage.user_id == user_id, TokenUsage.day == day
-            )
-        )
-    ).one_or_none()
-    return (row.used, row.reserved) if row else (0, 0)
 
 
 def _exceeded(

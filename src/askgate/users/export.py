@@ -31,7 +31,7 @@ from askgate.auth.models import AuthSession
 from askgate.db import Database, utcnow
 from askgate.questions.models import Question
 from askgate.questions.schemas import QuestionDetail
-from askgate.quota.models import TokenUsage
+from askgate.quota import service as quota_service
 from askgate.schemas import Schema
 from askgate.usage.models import UsageDaily
 from askgate.usage.schemas import UsageDayRead
@@ -88,16 +88,16 @@ class _Head(Schema):
     usage: UsageExport
 
 
-async def export(*, db: Database, user_id: int) -> AsyncIterator[bytes]:
+async def export(*, db: Database, user_id: int, max_age: float) -> AsyncIterator[bytes]:
     """The document in chunks: everything but the questions is read now (a
     NotFound if the user is gone), the questions page by page as they are sent."""
     async with db.read() as session:
-        head = await _head(session, user_id)
+        head = await _head(session, user_id, max_age)
     opening = head.model_dump_json().encode()
     return _document(db, user_id, opening)
 
 
-async def _head(session: AsyncSession, user_id: int) -> _Head:
+async def _head(session: AsyncSession, user_id: int, max_age: float) -> _Head:
     user = await get_user(session=session, user_id=user_id)
     logins = await session.scalars(
         select(AuthSession)
@@ -112,8 +112,8 @@ async def _head(session: AsyncSession, user_id: int) -> _Head:
         .where(UsageDaily.user_id == user_id)
         .order_by(UsageDaily.day, UsageDaily.model)
     )
-    quota = await session.scalars(
-        select(TokenUsage).where(TokenUsage.user_id == user_id).order_by(TokenUsage.day)
+    quota = await quota_service.counters_by_day(
+        session=session, user_id=user_id, max_age=max_age
     )
     return _Head(
         exported_at=utcnow(),
@@ -134,10 +134,8 @@ async def _head(session: AsyncSession, user_id: int) -> _Head:
                 for row in daily
             ],
             quota=[
-                QuotaDayRead(
-                    day=row.day, used_tokens=row.used, reserved_tokens=row.reserved
-                )
-                for row in quota
+                QuotaDayRead(day=day, used_tokens=used, reserved_tokens=reserved)
+                for day, used, reserved in quota
             ],
         ),
     )

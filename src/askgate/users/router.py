@@ -58,7 +58,10 @@ async def my_usage(
     user: CallerOrKey, session: SessionDep, settings: SettingsDep
 ) -> TokenUsageRead:
     usage = await quota_service.usage_today(
-        session=session, user=user, default_quota=settings.daily_token_quota
+        session=session,
+        user=user,
+        default_quota=settings.daily_token_quota,
+        max_age=quota_service.reservation_max_age(settings),
     )
     return TokenUsageRead.model_validate(usage)
 
@@ -78,8 +81,11 @@ async def my_usage(
     ),
     responses=error_responses(401, 403),
 )
-async def export_me(user: CurrentUser, db: DatabaseDep) -> StreamingResponse:
-    chunks = await export.export(db=db, user_id=user.id)
+async def export_me(
+    user: CurrentUser, db: DatabaseDep, settings: SettingsDep
+) -> StreamingResponse:
+    max_age = quota_service.reservation_max_age(settings)
+    chunks = await export.export(db=db, user_id=user.id, max_age=max_age)
     filename = f"askgate-export-user-{user.id}.json"
     return StreamingResponse(
         chunks,
