@@ -182,15 +182,21 @@ async def reserve_many(
     """
     keys = {(r.user_id, r.requested_at.date()) for r in requests}
     await _ensure_rows(session=session, keys=keys)
-    rows = await session.execute(
-        _HELD,
-        {
-            "users": sorted({user_id for user_id, _ in keys}),
-            "days": sorted({day for _, day in keys}),
-            "live": first_live_window(utcnow(), max_age),
-        },
-    )
-    held = {(row.user_id, row.day): row.used + row.reserved for row in rows}
+    scope = {
+        "users": sorted({user_id for user_id, _ in keys}),
+        "days": sorted({day for _, day in keys}),
+    }
+    # Two statements, not one: PostgreSQL evaluates a statement against the
+    # snapshot it took before waiting for a row lock, so windows summed in the
+    # locking statement would miss what the batch that held the lock had just
+    # reserved. The sum is read after the lock is ours, by a new statement.
+    rows = await session.execute(_LOCKED, scope)
+    held = {(row.user_id, row.day): row.used for row in rows}
+    live = first_live_window(utcnow(), max_age)
+    for row in await session.execute(_LIVE_BY_DAY, {**scope, "live": live}):
+        key = (row.user_id, row.day)
+        if key in held:  # users x days may pair a user with another's day
+            held[key] += row.reserved
     added = dict.fromkeys(keys, 0)
     windows: dict[tuple[int, date, int], int] = {}
     outcomes: list[Reservation | QuotaExceeded] = []
@@ -330,20 +336,28 @@ def _live_tokens(user_id: Any, day: Any) -> Any:
 
 
 # Built once: each statement's SQL is compiled once per engine and then cached.
-_HELD = (
-    select(
-        _TABLE.c.user_id,
-        _TABLE.c.day,
-        _TABLE.c.used,
-        _live_tokens(_TABLE.c.user_id, _TABLE.c.day).label("reserved"),
-    )
+_LOCKED = (
+    select(_TABLE.c.user_id, _TABLE.c.day, _TABLE.c.used)
     .where(
         _TABLE.c.user_id.in_(bindparam("users", expanding=True)),
         _TABLE.c.day.in_(bindparam("days", expanding=True)),
     )
     .order_by(_TABLE.c.user_id, _TABLE.c.day)
-    # The day rows only, in key order: concurrent batches cannot deadlock.
-    .with_for_update(of=_TABLE)
+    # In key order: concurrent batches cannot deadlock.
+    .with_for_update()
+)
+_LIVE_BY_DAY = (
+    select(
+        _WINDOWS.c.user_id,
+        _WINDOWS.c.day,
+        func.sum(_WINDOWS.c.tokens).label("reserved"),
+    )
+    .where(
+        _WINDOWS.c.user_id.in_(bindparam("users", expanding=True)),
+        _WINDOWS.c.day.in_(bindparam("days", expanding=True)),
+        _WINDOWS.c.window >= bindparam("live"),
+    )
+    .group_by(_WINDOWS.c.user_id, _WINDOWS.c.day)
 )
 _COUNTERS = select(
     select(_TABLE.c.used)
