@@ -11,9 +11,11 @@ import pytest
 from fastapi import FastAPI
 
 from askgate.app import create_app
-from askgate.config import Settings
+from askgate.config import Settings, UpstreamConfig
 from askgate.db import Database, create_engine
+from askgate.llm.resilience import CircuitState
 from askgate.runtime import Runtime
+from tests.factories import auth_headers, create_user
 from tests.fake_upstream import FakeUpstream
 from tests.redis_server import redis_server, redis_url
 
@@ -228,3 +230,35 @@ async def test_anonymous_health_stays_ok_while_an_upstream_is_down_but_closed(
 
     assert anonymous.json()["llm"] == "ok"
     assert admin.json()["llm"] == "unreachable"
+
+
+async def test_ready_stays_200_while_a_fallback_answers_for_an_open_circuit(
+    settings: Settings,
+    fake_upstream: FakeUpstream,
+    second_upstream: FakeUpstream,
+) -> None:
+    """The primary's breaker open, its fallback's closed: questions are still
+    answered, so the instance stays ready (taking every instance out of the
+    balancer for one upstream's outage would stop logins and history too)."""
+    settings = settings.model_copy(
+        update={
+            "llm_fallback_urls": [
+                UpstreamConfig(base_url=second_upstream.base_url, model="backup")
+            ],
+            "llm_max_retries": 0,
+        }
+    )
+    fake_upstream.mode = "status_503"
+    async with serving(settings) as (app, client):
+        headers = await auth_headers(client, await create_user(app.state.runtime.db))
+        for _ in range(5):  # llm_breaker_failures
+            asked = await client.post(
+                "/questions", json={"content": "Hi"}, headers=headers
+            )
+            assert asked.status_code == 201, asked.text  # the fallback answered
+        models = app.state.runtime.models
+        assert models.default.upstream.breaker.state is CircuitState.OPEN
+        response = await client.get("/health/ready")
+
+    assert response.status_code == 200
+    assert response.json() == READY

@@ -2,10 +2,11 @@
 
 `/health/live` checks nothing but the process: it answers, unless it is shutting
 down. `/health/ready` checks what a question needs: the database (SELECT 1),
-Redis when configured (a PING), and one model whose own circuit breaker is not
-open; it never calls an upstream. `/health` answers anyone from the same cheap
-checks; only an admin's token adds the per-upstream detail, which asks every
-upstream for its models. None of them is rate limited, and none may be cached.
+Redis when configured (a PING), and one model with an upstream (its own or a
+fallback) whose circuit breaker is not open; it never calls an upstream.
+`/health` answers anyone from the same cheap checks; only an admin's token adds
+the per-upstream detail, which asks every upstream for its models. None of them
+is rate limited, and none may be cached.
 """
 
 import asyncio
@@ -120,9 +121,11 @@ async def _redis_state(runtime: Runtime) -> Literal["ok", "error", "not_configur
 
 
 def _any_model_open_to_calls(models: ModelRegistry) -> bool:
-    """At least one model's own upstream will be called (closed, or half-open)."""
+    """At least one model has an upstream (its own or a fallback) that will be
+    called (closed, or half-open): the instance can answer questions."""
     return any(
-        model.upstream.breaker.state is not CircuitState.OPEN for model in models
+        any(u.breaker.state is not CircuitState.OPEN for u in model.client.upstreams)
+        for model in models
     )
 
 
@@ -164,7 +167,8 @@ async def live(runtime: RuntimeDep, response: Response) -> Liveness:
     description=(
         "200 when this instance can answer questions: the database answers "
         "`SELECT 1`, Redis (when ASKGATE_REDIS_URL is set) answers a PING, and at "
-        "least one model's upstream has its circuit breaker not open. Calls no "
+        "least one model has an upstream (its own or a fallback) whose circuit "
+        "breaker is not open. Calls no "
         "upstream. 503 otherwise, naming what fails in `failing`, and 503 at "
         "once while shutting down. No authentication; never cached."
     ),
@@ -212,8 +216,11 @@ async def _admin_or_none(request: Request, token: Credential) -> Caller | None:
         return None
     runtime: Runtime = request.app.state.runtime
     try:
-        caller = await runtime.callers.caller(token)
-    except NotAuthenticated:
+        # Health must answer while the database is down: the caller's lookup
+        # then gives up as the database check does, and the view is anonymous.
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+            caller = await runtime.callers.caller(token)
+    except (NotAuthenticated, SQLAlchemyError, OSError, TimeoutError):
         return None
     return caller if caller.acts_as_admin else None
 

@@ -73,6 +73,7 @@ class Stopping:
 
     def done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
+        _cut.discard(task)  # a later cancel of the task (uvicorn's) is not ours
         if not self._tasks:
             self._idle.set()
 

@@ -83,7 +83,6 @@ async def respond(
 async def _end(
     limiter: Throttle, slot: QuestionSlot, stopping: Stopping, task: asyncio.Task[Any]
 ) -> None:
-    try:
-        await limiter.end_question(slot)
-    finally:
-        stopping.done(task)
+    # Done first: a stop's cut must not land on a question that has ended.
+    stopping.done(task)
+    await limiter.end_question(slot)
