@@ -11,6 +11,7 @@ With ASKGATE_METRICS_TOKEN set the route needs it as a Bearer token; unset, it i
 open, and the reverse proxy should not route /metrics from outside.
 """
 
+import contextlib
 import os
 import re
 import secrets
@@ -55,7 +56,9 @@ def forget_dead_workers(path: str) -> None:
     }
     for pid in pids:
         if pid != os.getpid() and not _pid_alive(pid):
-            mark_process_dead(pid, path)
+            # Another worker's scrape may have dropped the same files first.
+            with contextlib.suppress(FileNotFoundError):
+                mark_process_dead(pid, path)
 
 
 def forget_worker() -> None:

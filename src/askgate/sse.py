@@ -20,6 +20,8 @@ from askgate.shutdown import was_cut
 # model thinks, keeps the stream open. Clients ignore comments.
 KEEP_ALIVE_INTERVAL = 15.0
 KEEP_ALIVE_COMMENT = b": keep-alive\n\n"
+# How long the last event of a stream cut by a stop may take to send.
+CUT_SEND_SECONDS = 5.0
 
 logger = logging.getLogger("askgate.sse")
 
@@ -98,13 +100,15 @@ class EventStreamResponse(Response):
             await self._end_cut(send)
 
     async def _end_cut(self, send: Send) -> None:
+        # Bounded: a client that reads nothing must not hold up the stop.
         try:
-            if not self._started:
-                await self._start(send)
-            if self.cut_event is not None:
-                await send(_body(self.cut_event))
-            await send({"type": "http.response.body", "body": b""})
-        except OSError:
+            async with asyncio.timeout(CUT_SEND_SECONDS):
+                if not self._started:
+                    await self._start(send)
+                if self.cut_event is not None:
+                    await send(_body(self.cut_event))
+                await send({"type": "http.response.body", "body": b""})
+        except (OSError, TimeoutError):
             pass
 
     async def _start(self, send: Send) -> None:

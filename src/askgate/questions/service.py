@@ -170,9 +170,6 @@ class Attempt:
         (see `_salvage`). Once submitted, the write completes even if this call
         is cancelled.
         """
-        metrics.count_question(
-            self.model, status.value, usage.prompt_tokens, usage.completion_tokens
-        )
         answer = "".join(self.parts) if self.parts else None
         row = {
             "user_id": self.user_id,
@@ -199,6 +196,9 @@ class Attempt:
         except Exception:
             logger.exception("Storing a question of user %d failed", self.user_id)
             raise await self._salvage(ledger, row, settlement) from None
+        metrics.count_question(
+            self.model, status.value, usage.prompt_tokens, usage.completion_tokens
+        )
         return QuestionRead.stored(question_id, row)
 
     async def _salvage(
@@ -217,6 +217,7 @@ class Attempt:
         }
         try:
             question_id = await ledger.store(failed, settlement)
+            metrics.count_question(self.model, QuestionStatus.FAILED.value, None, None)
             return StoreFailed(
                 f"{STORE_FAILED} (question {question_id} was stored as failed)"
             )
