@@ -42,6 +42,16 @@ def was_cut() -> bool:
     return task is not None and task in _cut
 
 
+def absorb_cut() -> bool:
+    """In a handler of CancelledError: whether it is a stop's cut, and if so the
+    cancellation is taken back, for the handler to answer the client."""
+    task = asyncio.current_task()
+    if task is None or task not in _cut:
+        return False
+    task.uncancel()
+    return True
+
+
 class Stopping:
     """The running questions of one process (each one's request task), and the
     stop: `begin()` starts the grace period, after which the rest are cut."""

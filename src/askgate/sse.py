@@ -13,7 +13,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from askgate.disconnect import ClientDisconnected, DisconnectWatch
 from askgate.jsonbytes import dumps
-from askgate.shutdown import was_cut
+from askgate.shutdown import absorb_cut
 
 # Proxies cut a connection that stays silent for their idle timeout (nginx's
 # proxy_read_timeout is 60 s): a comment line every 15 s of silence, while the
@@ -92,11 +92,9 @@ class EventStreamResponse(Response):
         except (ClientDisconnected, OSError):
             pass  # the client is gone; the producer was closed in _stream
         except asyncio.CancelledError:
-            if not was_cut():
+            if not absorb_cut():
                 raise
-            task = asyncio.current_task()
-            assert task is not None
-            task.uncancel()  # the producer stored what arrived; the client is told
+            # The producer stored what arrived; the client is told.
             await self._end_cut(send)
 
     async def _end_cut(self, send: Send) -> None:

@@ -17,7 +17,7 @@ from askgate.disconnect import (
 )
 from askgate.errors import ServiceUnavailable
 from askgate.runtime import Runtime
-from askgate.shutdown import CUT_DETAIL, Stopping, was_cut
+from askgate.shutdown import CUT_DETAIL, Stopping, absorb_cut
 from askgate.sse import EventStreamResponse
 from askgate.throttle import QuestionSlot, Throttle
 
@@ -65,9 +65,9 @@ async def respond(
     except ClientDisconnected:  # stored as cancelled by the service
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     except asyncio.CancelledError:
-        if not was_cut():
+        if not absorb_cut():
             raise
-        task.uncancel()  # stored as cancelled by the service; the client is told
+        # Stored as cancelled by the service; the client is told.
         raise ServiceUnavailable(CUT_DETAIL) from None
     finally:
         if not handed_over:

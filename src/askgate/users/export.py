@@ -33,12 +33,14 @@ from askgate.questions.models import Question
 from askgate.questions.schemas import QuestionDetail
 from askgate.quota import service as quota_service
 from askgate.schemas import Schema
-from askgate.usage.models import UsageDaily
+from askgate.usage import service as usage_service
 from askgate.usage.schemas import UsageDayRead
 from askgate.users.schemas import AdminUserRead
 from askgate.users.service import get_user
 
 QUESTIONS_PER_PAGE = 500
+# Every day a usage rollup can have.
+ALL_TIME = usage_service.Window(date.min, date.max)
 MEDIA_TYPE = "application/json"
 
 
@@ -107,10 +109,8 @@ async def _head(session: AsyncSession, user_id: int, max_age: float) -> _Head:
     keys = await session.scalars(
         select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.id)
     )
-    daily = await session.scalars(
-        select(UsageDaily)
-        .where(UsageDaily.user_id == user_id)
-        .order_by(UsageDaily.day, UsageDaily.model)
+    daily = await usage_service.daily_for_user(
+        session=session, user_id=user_id, window=ALL_TIME
     )
     quota = await quota_service.counters_by_day(
         session=session, user_id=user_id, max_age=max_age
@@ -121,18 +121,7 @@ async def _head(session: AsyncSession, user_id: int, max_age: float) -> _Head:
         logins=[LoginRead.model_validate(login) for login in logins],
         api_keys=[ApiKeyRead.model_validate(key) for key in keys],
         usage=UsageExport(
-            daily=[
-                UsageDayRead(
-                    day=row.day,
-                    model=row.model,
-                    questions=row.questions,
-                    failed=row.failed,
-                    prompt_tokens=row.prompt_tokens,
-                    completion_tokens=row.completion_tokens,
-                    total_tokens=row.prompt_tokens + row.completion_tokens,
-                )
-                for row in daily
-            ],
+            daily=[UsageDayRead.model_validate(row) for row in daily],
             quota=[
                 QuotaDayRead(day=day, used_tokens=used, reserved_tokens=reserved)
                 for day, used, reserved in quota
