@@ -1,0 +1,6 @@
+// API keys view (MANAGE).
+import { el } from "../dom.js";
+
+export async function render(root, ctx) {
+  root.append(el("h1", { text: "API keys" }));
+}
