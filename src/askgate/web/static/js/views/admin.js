@@ -1,6 +1,625 @@
-// Administration view (MANAGE).
-import { el } from "../dom.js";
+// #/admin/users, #/admin/questions, #/admin/leaderboard: the administrators'
+// pages (ctx.params[0] picks one). Uses GET/POST /users, PATCH/DELETE
+// /users/{id}, GET /questions and GET /usage/leaderboard.
+import { api, me } from "../api.js";
+import {
+  confirmAction,
+  el,
+  errorText,
+  formatDate,
+  formatNumber,
+  notice,
+} from "../dom.js";
+
+const PAGES = [
+  ["users", "Users"],
+  ["questions", "Questions"],
+  ["leaderboard", "Leaderboard"],
+];
+const USERS_PAGE = 25;
+const QUESTIONS_PAGE = 20;
+const QUOTA_MAX = 10 ** 12;
+const STATUSES = ["answered", "failed", "cancelled"];
+
+function refused(root) {
+  root.append(
+    el("h1", { text: "Administration" }),
+    el("p", {
+      class: "notice notice-error admin-refused",
+      attrs: { role: "alert" },
+      text: "Only administrators can see this.",
+    }),
+  );
+}
+
+function isForbidden(err) {
+  return err && err.status === 403;
+}
+
+function subnav(current) {
+  return el("nav", { class: "admin-tabs", attrs: { "aria-label": "Administration" } },
+    el("ul", {},
+      PAGES.map(([slug, label]) =>
+        el("li", {},
+          el("a", {
+            attrs: {
+              href: `#/admin/${slug}`,
+              ...(slug === current ? { "aria-current": "page" } : {}),
+            },
+            text: label,
+          }),
+        ),
+      ),
+    ),
+  );
+}
+
+function th(text, extra = {}) {
+  return el("th", { attrs: { scope: "col", ...extra }, text });
+}
+
+function table(caption, headers, rows, className) {
+  return el("div", { class: "table-wrap" },
+    el("table", { class: `data-table ${className}` },
+      el("caption", { class: "visually-hidden", text: caption }),
+      el("thead", {}, el("tr", {}, headers.map((h) => th(h)))),
+      el("tbody", {}, rows),
+    ),
+  );
+}
+
+function quotaText(quota) {
+  if (quota === null || quota === undefined) return "default";
+  if (quota === 0) return "unlimited";
+  return formatNumber(quota);
+}
 
 export async function render(root, ctx) {
-  root.append(el("h1", { text: "Administration" }));
+  root.classList.add("manage", "admin-page");
+  const user = me() || ctx.me;
+  if (!user || user.role !== "admin") {
+    refused(root);
+    return;
+  }
+  const page = (ctx.params && ctx.params[0]) || "users";
+  const known = PAGES.find(([slug]) => slug === page);
+  if (!known) {
+    root.append(
+      el("h1", { text: "Administration" }),
+      subnav(null),
+      el("p", { class: "notice notice-error", attrs: { role: "alert" }, text: "There is no such administration page." }),
+    );
+    return;
+  }
+  root.append(el("h1", { text: `Administration: ${known[1].toLowerCase()}` }), subnav(page));
+  const body = el("div", { class: "admin-body" });
+  root.append(body);
+  if (page === "users") await renderUsers(body, user, root);
+  else if (page === "questions") await renderQuestions(body, root);
+  else await renderLeaderboard(body, root);
+}
+
+// --- Users ------------------------------------------------------------------
+
+async function renderUsers(body, self, root) {
+  const messages = el("div", { class: "manage-messages" });
+  const listSlot = el("div", { class: "users-list", attrs: { "aria-live": "polite" } });
+  const search = el("input", {
+    attrs: {
+      id: "user-search",
+      type: "search",
+      maxlength: "32",
+      autocomplete: "off",
+      spellcheck: "false",
+      placeholder: "part of a username",
+    },
+  });
+  const searchForm = el("form", {
+    class: "inline-form",
+    attrs: { id: "user-search-form", role: "search", novalidate: "" },
+  },
+    el("label", { attrs: { for: "user-search" }, text: "Search users" }),
+    search,
+    el("button", { type: "submit", text: "Search" }),
+  );
+
+  let query = "";
+  let offset = 0;
+
+  function say(text, kind = "error") {
+    messages.replaceChildren();
+    notice(messages, text, kind);
+  }
+
+  async function patch(target, changes, doneText) {
+    try {
+      await api(`/users/${target.id}`, { method: "PATCH", json: changes });
+      say(doneText, "ok");
+    } catch (err) {
+      if (isForbidden(err)) {
+        root.replaceChildren();
+        refused(root);
+        return;
+      }
+      say(`Could not change ${target.username}: ${errorText(err)}`);
+    }
+    await load();
+  }
+
+  function quotaForm(target) {
+    const id = `quota-${target.id}`;
+    const input = el("input", {
+      class: "quota-input",
+      attrs: {
+        id,
+        type: "number",
+        min: "0",
+        max: String(QUOTA_MAX),
+        step: "1",
+        inputmode: "numeric",
+        placeholder: "default",
+        "aria-label": `Daily token quota of ${target.username}`,
+      },
+    });
+    if (target.daily_token_quota !== null) input.value = String(target.daily_token_quota);
+    const form = el("form", { class: "quota-form", attrs: { novalidate: "" } },
+      input,
+      el("button", {
+        type: "submit",
+        text: "Set",
+        attrs: { "aria-label": `Set the quota of ${target.username}` },
+      }),
+    );
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const raw = input.value.trim();
+      let quota = null;
+      if (raw !== "") {
+        quota = Number(raw);
+        if (!Number.isInteger(quota) || quota < 0 || quota > QUOTA_MAX) {
+          say(`The quota must be a whole number of tokens from 0 to ${formatNumber(QUOTA_MAX)}, or empty for the default.`);
+          input.focus();
+          return;
+        }
+      }
+      const words = quota === null
+        ? `${target.username} now has the default daily quota.`
+        : quota === 0
+          ? `${target.username} now has no daily quota (unlimited).`
+          : `${target.username} may now use ${formatNumber(quota)} tokens a day.`;
+      await patch(target, { daily_token_quota: quota }, words);
+    });
+    return form;
+  }
+
+  async function remove(target) {
+    const ok = await confirmAction(
+      `Delete the user ${target.username} with all their questions, API keys and usage? This cannot be undone.`,
+      { confirmLabel: "Delete" },
+    );
+    if (!ok) return;
+    try {
+      await api(`/users/${target.id}`, { method: "DELETE" });
+      say(`${target.username} is deleted.`, "ok");
+    } catch (err) {
+      say(`Could not delete ${target.username}: ${errorText(err)}`);
+    }
+    await load();
+  }
+
+  function userRow(target) {
+    const isSelf = target.id === self.id;
+    const nextRole = target.role === "admin" ? "user" : "admin";
+    return el("tr", { dataset: { userId: target.id }, class: target.is_active ? "" : "is-inactive" },
+      el("th", { attrs: { scope: "row" }, class: "user-name" },
+        target.username,
+        isSelf ? el("span", { class: "badge", text: "you" }) : null,
+      ),
+      el("td", { class: "user-email" }, target.email || el("span", { class: "muted", text: "—" })),
+      el("td", { class: "user-role" }, target.role),
+      el("td", { class: "user-active" }, target.is_active ? "yes" : el("span", { class: "badge badge-muted", text: "no" })),
+      el("td", { class: "user-quota" },
+        el("span", { class: "quota-now", text: quotaText(target.daily_token_quota) }),
+        quotaForm(target),
+      ),
+      el("td", { class: "user-created" }, formatDate(target.created_at)),
+      el("td", { class: "actions" },
+        el("div", { class: "row-actions" },
+          el("button", {
+            type: "button",
+            text: nextRole === "admin" ? "Make admin" : "Make user",
+            attrs: { "aria-label": `${nextRole === "admin" ? "Make admin" : "Make user"}: ${target.username}` },
+            on: {
+              click: () => patch(target, { role: nextRole }, `${target.username} is now ${nextRole === "admin" ? "an admin" : "a user"}.`),
+            },
+          }),
+          el("button", {
+            type: "button",
+            text: target.is_active ? "Deactivate" : "Activate",
+            attrs: { "aria-label": `${target.is_active ? "Deactivate" : "Activate"} ${target.username}` },
+            on: {
+              click: () => patch(
+                target,
+                { is_active: !target.is_active },
+                target.is_active
+                  ? `${target.username} is deactivated: their logins are ended and they cannot sign in.`
+                  : `${target.username} is active again.`,
+              ),
+            },
+          }),
+          el("button", {
+            type: "button",
+            class: "danger",
+            text: "Delete",
+            attrs: { "aria-label": `Delete ${target.username}` },
+            on: { click: () => remove(target) },
+          }),
+        ),
+      ),
+    );
+  }
+
+  async function load() {
+    let users;
+    try {
+      const params = { limit: USERS_PAGE + 1, offset };
+      if (query) params.q = query;
+      users = await api("/users", { query: params });
+    } catch (err) {
+      if (isForbidden(err)) {
+        root.replaceChildren();
+        refused(root);
+        return;
+      }
+      listSlot.replaceChildren();
+      notice(listSlot, `Could not load the users: ${errorText(err)}`);
+      return;
+    }
+    const more = users.length > USERS_PAGE;
+    users = users.slice(0, USERS_PAGE);
+    if (users.length === 0) {
+      listSlot.replaceChildren(el("p", {
+        class: "empty",
+        text: query ? `No username contains “${query}”.` : "No users.",
+      }));
+      if (offset > 0) listSlot.append(pager(false));
+      return;
+    }
+    listSlot.replaceChildren(
+      table(
+        query ? `Users whose name contains “${query}”` : "Users",
+        ["Username", "Email", "Role", "Active", "Daily quota", "Created", "Actions"],
+        users.map(userRow),
+        "users-table",
+      ),
+      el("p", { class: "hint", text: "Daily quota: tokens per UTC day; empty means the server’s default, 0 means unlimited." }),
+      pager(more),
+    );
+  }
+
+  function pager(more) {
+    return el("div", { class: "pager" },
+      offset > 0
+        ? el("button", {
+          type: "button",
+          text: "Previous",
+          on: { click: () => { offset = Math.max(0, offset - USERS_PAGE); load(); } },
+        })
+        : null,
+      more
+        ? el("button", {
+          type: "button",
+          text: "Next",
+          on: { click: () => { offset += USERS_PAGE; load(); } },
+        })
+        : null,
+    );
+  }
+
+  searchForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    query = search.value.trim();
+    offset = 0;
+    messages.replaceChildren();
+    load();
+  });
+
+  body.append(
+    el("section", { class: "card", attrs: { "aria-labelledby": "users-title" } },
+      el("h2", { attrs: { id: "users-title" }, text: "Users" }),
+      searchForm,
+      messages,
+      listSlot,
+    ),
+    createUserSection(async (created) => {
+      say(`${created.username} is created.`, "ok");
+      await load();
+    }),
+  );
+  await load();
+}
+
+function createUserSection(onCreated) {
+  const messages = el("div", { class: "manage-messages" });
+  const input = (id, label, attrs) => {
+    const field = el("input", { attrs: { id, name: id, ...attrs } });
+    return [field, el("div", { class: "field" }, el("label", { attrs: { for: id }, text: label }), field)];
+  };
+  const [username, usernameField] = input("new-user-username", "Username", {
+    type: "text", required: "", minlength: "3", maxlength: "32", autocomplete: "off",
+    spellcheck: "false", autocapitalize: "off",
+  });
+  const [password, passwordField] = input("new-user-password", "Password", {
+    type: "password", required: "", minlength: "8", maxlength: "128", autocomplete: "new-password",
+  });
+  const [email, emailField] = input("new-user-email", "Email (optional)", {
+    type: "email", maxlength: "320", autocomplete: "off",
+  });
+  const role = el("select", { attrs: { id: "new-user-role", name: "role" } },
+    el("option", { attrs: { value: "user" }, text: "user" }),
+    el("option", { attrs: { value: "admin" }, text: "admin" }),
+  );
+  const button = el("button", { type: "submit", class: "primary", text: "Create user" });
+  const form = el("form", { class: "stack-form", attrs: { id: "create-user-form", novalidate: "" } },
+    usernameField,
+    passwordField,
+    emailField,
+    el("div", { class: "field" }, el("label", { attrs: { for: "new-user-role" }, text: "Role" }), role),
+    el("div", { class: "form-actions" }, button),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    messages.replaceChildren();
+    const data = { username: username.value.trim(), password: password.value, role: role.value };
+    if (data.username.length < 3 || data.password.length < 8) {
+      notice(messages, "A user needs a username of 3–32 characters and a password of at least 8.");
+      return;
+    }
+    if (email.value.trim()) data.email = email.value.trim();
+    button.disabled = true;
+    try {
+      const created = await api("/users", { method: "POST", json: data });
+      form.reset();
+      await onCreated(created);
+    } catch (err) {
+      notice(messages, `Could not create the user: ${errorText(err)}`);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return el("section", { class: "card", attrs: { "aria-labelledby": "create-user-title" } },
+    el("h2", { attrs: { id: "create-user-title" }, text: "Create a user" }),
+    messages,
+    form,
+  );
+}
+
+// --- Questions ----------------------------------------------------------------
+
+async function renderQuestions(body, root) {
+  const messages = el("div", { class: "manage-messages" });
+  const list = el("ol", { class: "admin-questions", attrs: { "aria-live": "polite" } });
+  const more = el("div", { class: "pager" });
+  const names = new Map(); // user id -> username
+
+  const userInput = el("input", {
+    attrs: {
+      id: "questions-user", type: "search", maxlength: "32", autocomplete: "off",
+      spellcheck: "false", autocapitalize: "off", placeholder: "any user",
+    },
+  });
+  const textInput = el("input", {
+    attrs: { id: "questions-text", type: "search", maxlength: "200", autocomplete: "off", placeholder: "any text" },
+  });
+  const statusSelect = el("select", { attrs: { id: "questions-status" } },
+    el("option", { attrs: { value: "" }, text: "any" }),
+    STATUSES.map((s) => el("option", { attrs: { value: s }, text: s })),
+  );
+  const filterForm = el("form", {
+    class: "filter-form",
+    attrs: { id: "questions-filter-form", role: "search", novalidate: "" },
+  },
+    el("div", { class: "field" }, el("label", { attrs: { for: "questions-user" }, text: "User" }), userInput),
+    el("div", { class: "field" }, el("label", { attrs: { for: "questions-text" }, text: "Text" }), textInput),
+    el("div", { class: "field" }, el("label", { attrs: { for: "questions-status" }, text: "Status" }), statusSelect),
+    el("div", { class: "form-actions" }, el("button", { type: "submit", text: "Filter" })),
+  );
+
+  let filters = {};
+  let offset = 0;
+
+  async function resolveUser(name) {
+    const found = await api("/users", { query: { q: name, limit: 100 } });
+    const lower = name.toLowerCase();
+    const user = found.find((u) => u.username.toLowerCase() === lower);
+    if (user) names.set(user.id, user.username);
+    return user || null;
+  }
+
+  async function nameOf(id) {
+    if (names.has(id)) return names.get(id);
+    try {
+      const user = await api(`/users/${id}`);
+      names.set(id, user.username);
+    } catch {
+      names.set(id, `user ${id}`);
+    }
+    return names.get(id);
+  }
+
+  function questionItem(q) {
+    const answer = q.answer || q.error || "";
+    return el("li", { class: "admin-question", dataset: { questionId: q.id } },
+      el("div", { class: "question-meta" },
+        el("span", { class: "question-user", text: names.get(q.user_id) || `user ${q.user_id}` }),
+        el("time", { attrs: { datetime: q.created_at }, text: formatDate(q.created_at) }),
+        el("span", { class: "question-model", text: q.model }),
+        el("span", { class: `badge status-${q.status}`, text: q.status }),
+        el("span", {
+          class: "question-tokens",
+          text: `${formatNumber((q.usage.prompt_tokens || 0) + (q.usage.completion_tokens || 0))} tokens`,
+        }),
+      ),
+      el("p", { class: "question-content", text: q.content }),
+      answer ? el("p", { class: "question-answer", text: answer }) : null,
+      el("a", {
+        class: "question-open",
+        attrs: { href: `#/history/${q.id}`, "aria-label": `Open question ${q.id}` },
+        text: "Open",
+      }),
+    );
+  }
+
+  async function load(append) {
+    more.replaceChildren();
+    let questions;
+    try {
+      questions = await api("/questions", { query: { ...filters, limit: QUESTIONS_PAGE + 1, offset } });
+    } catch (err) {
+      if (isForbidden(err)) {
+        root.replaceChildren();
+        refused(root);
+        return;
+      }
+      notice(messages, `Could not load the questions: ${errorText(err)}`);
+      return;
+    }
+    const hasMore = questions.length > QUESTIONS_PAGE;
+    questions = questions.slice(0, QUESTIONS_PAGE);
+    await Promise.all([...new Set(questions.map((q) => q.user_id))].map(nameOf));
+    if (!append) list.replaceChildren();
+    list.append(...questions.map(questionItem));
+    if (!append && questions.length === 0) {
+      messages.replaceChildren();
+      notice(messages, "No questions match.", "info");
+    }
+    if (hasMore) {
+      more.append(el("button", {
+        type: "button",
+        text: "Older",
+        on: {
+          click: async () => {
+            offset += QUESTIONS_PAGE;
+            await load(true);
+          },
+        },
+      }));
+    }
+  }
+
+  filterForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    messages.replaceChildren();
+    const next = {};
+    const name = userInput.value.trim();
+    if (name) {
+      let user;
+      try {
+        user = await resolveUser(name);
+      } catch (err) {
+        notice(messages, `Could not look the user up: ${errorText(err)}`);
+        return;
+      }
+      if (!user) {
+        list.replaceChildren();
+        more.replaceChildren();
+        notice(messages, `There is no user named “${name}”.`);
+        return;
+      }
+      next.user_id = user.id;
+    }
+    if (textInput.value.trim()) next.q = textInput.value.trim();
+    if (statusSelect.value) next.status = statusSelect.value;
+    filters = next;
+    offset = 0;
+    await load(false);
+  });
+
+  body.append(
+    el("section", { class: "card", attrs: { "aria-labelledby": "admin-questions-title" } },
+      el("h2", { attrs: { id: "admin-questions-title" }, text: "Every user’s questions, newest first" }),
+      filterForm,
+      messages,
+      list,
+      more,
+    ),
+  );
+  await load(false);
+}
+
+// --- Leaderboard ----------------------------------------------------------------
+
+const PERIODS = [
+  [1, "Today"],
+  [7, "Last 7 days"],
+  [30, "Last 30 days"],
+  [90, "Last 90 days"],
+];
+
+async function renderLeaderboard(body, root) {
+  const slot = el("div", { class: "leaderboard", attrs: { "aria-live": "polite" } });
+  const days = el("select", { attrs: { id: "leaderboard-days" } },
+    PERIODS.map(([n, label]) => el("option", { attrs: { value: String(n) }, text: label })),
+  );
+  days.value = "7";
+  const by = el("select", { attrs: { id: "leaderboard-by" } },
+    el("option", { attrs: { value: "tokens" }, text: "tokens" }),
+    el("option", { attrs: { value: "questions" }, text: "questions" }),
+  );
+  const form = el("form", { class: "filter-form", attrs: { id: "leaderboard-form", novalidate: "" } },
+    el("div", { class: "field" }, el("label", { attrs: { for: "leaderboard-days" }, text: "Period" }), days),
+    el("div", { class: "field" }, el("label", { attrs: { for: "leaderboard-by" }, text: "Rank by" }), by),
+  );
+
+  async function load() {
+    let rows;
+    try {
+      rows = await api("/usage/leaderboard", { query: { days: days.value, by: by.value, limit: 50 } });
+    } catch (err) {
+      if (isForbidden(err)) {
+        root.replaceChildren();
+        refused(root);
+        return;
+      }
+      slot.replaceChildren();
+      notice(slot, `Could not load the leaderboard: ${errorText(err)}`);
+      return;
+    }
+    const period = PERIODS.find(([n]) => String(n) === days.value)[1].toLowerCase();
+    if (rows.length === 0) {
+      slot.replaceChildren(el("p", { class: "empty", text: `Nobody asked anything ${period === "today" ? "today" : `in the ${period}`}.` }));
+      return;
+    }
+    slot.replaceChildren(
+      table(
+        `The users who used most, ${period}`,
+        ["#", "User", "Tokens", "Questions", "Failed"],
+        rows.map((row, i) =>
+          el("tr", { dataset: { userId: row.user_id } },
+            el("td", { class: "num", text: String(i + 1) }),
+            el("th", { attrs: { scope: "row" }, text: row.username }),
+            el("td", { class: "num", text: formatNumber(row.total_tokens) }),
+            el("td", { class: "num", text: formatNumber(row.questions) }),
+            el("td", { class: "num", text: formatNumber(row.failed) }),
+          ),
+        ),
+        "leaderboard-table",
+      ),
+    );
+  }
+
+  days.addEventListener("change", load);
+  by.addEventListener("change", load);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    load();
+  });
+  body.append(
+    el("section", { class: "card", attrs: { "aria-labelledby": "leaderboard-title" } },
+      el("h2", { attrs: { id: "leaderboard-title" }, text: "Who used most" }),
+      form,
+      slot,
+    ),
+  );
+  await load();
 }
