@@ -36,24 +36,6 @@ function isForbidden(err) {
   return err && err.status === 403;
 }
 
-function subnav(current) {
-  return el("nav", { class: "admin-tabs", attrs: { "aria-label": "Administration" } },
-    el("ul", {},
-      PAGES.map(([slug, label]) =>
-        el("li", {},
-          el("a", {
-            attrs: {
-              href: `#/admin/${slug}`,
-              ...(slug === current ? { "aria-current": "page" } : {}),
-            },
-            text: label,
-          }),
-        ),
-      ),
-    ),
-  );
-}
-
 function th(text, extra = {}) {
   return el("th", { attrs: { scope: "col", ...extra }, text });
 }
@@ -86,12 +68,11 @@ export async function render(root, ctx) {
   if (!known) {
     root.append(
       el("h1", { text: "Administration" }),
-      subnav(null),
       el("p", { class: "notice notice-error", attrs: { role: "alert" }, text: "There is no such administration page." }),
     );
     return;
   }
-  root.append(el("h1", { text: `Administration: ${known[1].toLowerCase()}` }), subnav(page));
+  root.append(el("h1", { text: `Administration: ${known[1].toLowerCase()}` }));
   const body = el("div", { class: "admin-body" });
   root.append(body);
   if (page === "users") await renderUsers(body, user, root);
@@ -215,15 +196,15 @@ async function renderUsers(body, self, root) {
         target.username,
         isSelf ? el("span", { class: "badge", text: "you" }) : null,
       ),
-      el("td", { class: "user-email" }, target.email || el("span", { class: "muted", text: "—" })),
-      el("td", { class: "user-role" }, target.role),
-      el("td", { class: "user-active" }, target.is_active ? "yes" : el("span", { class: "badge badge-muted", text: "no" })),
-      el("td", { class: "user-quota" },
+      el("td", { class: "user-email", dataset: { label: "Email" } }, target.email || el("span", { class: "muted", text: "—" })),
+      el("td", { class: "user-role", dataset: { label: "Role" } }, target.role),
+      el("td", { class: "user-active", dataset: { label: "Active" } }, target.is_active ? "yes" : el("span", { class: "badge badge-muted", text: "no" })),
+      el("td", { class: "user-quota", dataset: { label: "Daily quota" } },
         el("span", { class: "quota-now", text: quotaText(target.daily_token_quota) }),
         quotaForm(target),
       ),
-      el("td", { class: "user-created" }, formatDate(target.created_at)),
-      el("td", { class: "actions" },
+      el("td", { class: "user-created", dataset: { label: "Created" } }, formatDate(target.created_at)),
+      el("td", { class: "cell-actions" },
         el("div", { class: "row-actions" },
           el("button", {
             type: "button",
@@ -398,7 +379,7 @@ function createUserSection(onCreated) {
 
 async function renderQuestions(body, root) {
   const messages = el("div", { class: "manage-messages" });
-  const list = el("ol", { class: "admin-questions", attrs: { "aria-live": "polite" } });
+  const list = el("ol", { class: "recent admin-questions", attrs: { "aria-live": "polite" } });
   const more = el("div", { class: "pager" });
   const names = new Map(); // user id -> username
 
@@ -449,24 +430,24 @@ async function renderQuestions(body, root) {
 
   function questionItem(q) {
     const answer = q.answer || q.error || "";
-    return el("li", { class: "admin-question", dataset: { questionId: q.id } },
-      el("div", { class: "question-meta" },
-        el("span", { class: "question-user", text: names.get(q.user_id) || `user ${q.user_id}` }),
+    const tokens = (q.usage.prompt_tokens || 0) + (q.usage.completion_tokens || 0);
+    return el("li", { class: "question-item admin-question", dataset: { questionId: q.id } },
+      el("div", { class: "q-head" },
+        el("strong", { class: "question-user", text: names.get(q.user_id) || `user ${q.user_id}` }),
         el("time", { attrs: { datetime: q.created_at }, text: formatDate(q.created_at) }),
         el("span", { class: "question-model", text: q.model }),
-        el("span", { class: `badge status-${q.status}`, text: q.status }),
-        el("span", {
-          class: "question-tokens",
-          text: `${formatNumber((q.usage.prompt_tokens || 0) + (q.usage.completion_tokens || 0))} tokens`,
+        el("span", { class: `status status-${q.status}`, text: q.status }),
+        el("span", { class: "question-tokens", text: `${formatNumber(tokens)} tokens` }),
+      ),
+      el("p", { class: "q-content", text: q.content }),
+      answer ? el("p", { class: "q-answer", text: answer }) : null,
+      el("div", { class: "q-actions" },
+        el("a", {
+          class: "question-open",
+          attrs: { href: `#/history/${q.id}`, "aria-label": `Open question ${q.id} of ${names.get(q.user_id) || `user ${q.user_id}`}` },
+          text: "Open",
         }),
       ),
-      el("p", { class: "question-content", text: q.content }),
-      answer ? el("p", { class: "question-answer", text: answer }) : null,
-      el("a", {
-        class: "question-open",
-        attrs: { href: `#/history/${q.id}`, "aria-label": `Open question ${q.id}` },
-        text: "Open",
-      }),
     );
   }
 

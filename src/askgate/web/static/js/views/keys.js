@@ -165,17 +165,17 @@ export async function render(root, ctx) {
     const expired = isExpired(key);
     return el("tr", { dataset: { keyId: key.id }, class: expired ? "is-expired" : "" },
       el("th", { attrs: { scope: "row" }, class: "key-name" }, key.name),
-      el("td", {}, el("code", { text: `${key.prefix}…` })),
-      el("td", {}, formatDate(key.created_at)),
-      el("td", {}, key.last_used_at ? formatDate(key.last_used_at) : "never"),
-      el("td", {},
+      el("td", { dataset: { label: "Prefix" } }, el("code", { text: `${key.prefix}…` })),
+      el("td", { dataset: { label: "Created" } }, formatDate(key.created_at)),
+      el("td", { dataset: { label: "Last used" } }, key.last_used_at ? formatDate(key.last_used_at) : "never"),
+      el("td", { dataset: { label: "Expires" } },
         key.expires_at === null
           ? "never"
           : expired
             ? el("span", { class: "badge badge-muted", text: `expired ${formatDate(key.expires_at)}` })
             : formatDate(key.expires_at),
       ),
-      el("td", { class: "actions" },
+      el("td", { class: "cell-actions" },
         el("button", {
           type: "button",
           class: "danger",
