@@ -555,7 +555,7 @@ async function renderLeaderboard(body, root) {
   async function load() {
     let rows;
     try {
-      rows = await api("/usage/leaderboard", { query: { days: days.value, by: by.value, limit: 50 } });
+      rows = await api("/usage/leaderboard", { query: { days: days.value, by: by.value, limit: 100 } });
     } catch (err) {
       if (isForbidden(err)) {
         root.replaceChildren();

@@ -106,12 +106,18 @@ export async function render(root, ctx) {
       attrs: { "aria-label": "Copy the new key" },
       on: {
         click: async () => {
+          let copied = false;
           try {
-            await copyText(keyField.value);
-            copyStatus.textContent = "Copied.";
+            copied = await copyText(keyField.value);
           } catch {
+            copied = false;
+          }
+          if (copied) {
+            copyStatus.textContent = "Copied to the clipboard.";
+          } else {
+            keyField.focus();
             keyField.select();
-            copyStatus.textContent = "Could not copy: select the key and copy it yourself.";
+            copyStatus.textContent = "Could not copy: the key is selected, copy it yourself.";
           }
         },
       },
