@@ -2,6 +2,7 @@
 account.js, admin.js) in a real browser against `askgate serve`."""
 
 import re
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -299,7 +300,7 @@ def test_admin_questions_older_paging(
 ) -> None:
     # 22 questions of two users (each stays under the per-minute limit), found
     # by a word only they contain: 20 a page, then Older.
-    marker = f"m{web.new_user('mark')['username'][4:]}"
+    marker = f"m{uuid.uuid4().hex[:12]}"
     askers = [web.new_user("pga"), web.new_user("pgb")]
     tokens = [web.token(creds) for creds in askers]
     for n in range(22):
@@ -344,6 +345,8 @@ def test_narrow_screen_no_side_scroll(
     mobile_page: Page, web: WebServer, sign_in: SignIn, screenshots: Path
 ) -> None:
     page = mobile_page
+    asker = web.new_user("narrow")
+    _ask(web, asker, "A question to fill the admin pages")
     sign_in(page, web.admin)
     page.goto("/#/admin/users")
     expect(page.locator("table.users-table tbody tr").first).to_be_visible()

@@ -21,14 +21,13 @@ function field(id, label, attrs = {}, hint = null) {
 // A modal <dialog> saying something, with one button; resolves when closed.
 function tell(title, text, buttonLabel) {
   return new Promise((resolve) => {
-    const button = el("button", { type: "submit", class: "primary", text: buttonLabel });
+    const button = el("button", { type: "button", class: "primary", text: buttonLabel });
     const dialog = el("dialog", { class: "manage-dialog", attrs: { "aria-labelledby": "tell-title" } },
-      el("form", { attrs: { method: "dialog" } },
-        el("h2", { attrs: { id: "tell-title" }, text: title }),
-        el("p", { text }),
-        el("div", { class: "form-actions" }, button),
-      ),
+      el("h2", { attrs: { id: "tell-title" }, text: title }),
+      el("p", { text }),
+      el("div", { class: "form-actions" }, button),
     );
+    button.addEventListener("click", () => dialog.close());
     dialog.addEventListener("close", () => {
       dialog.remove();
       resolve();
