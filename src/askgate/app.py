@@ -48,6 +48,7 @@ from askgate.usage.router import router as usage_router
 from askgate.users import service as users_service
 from askgate.users.router import router as users_router
 from askgate.users.schemas import AdminUserCreate, admin_from_settings
+from askgate.web import router as web
 
 logger = logging.getLogger("askgate.app")
 
@@ -216,6 +217,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health_router,
         metrics_router,
     )
+    if settings.web_enabled:
+        web.install(app)
     return app
 
 

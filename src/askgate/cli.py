@@ -114,7 +114,12 @@ def _serve(args: argparse.Namespace) -> None:
             raise CommandError(str(exc)) from None
         os.environ.setdefault("ASKGATE_LLM_MODEL", MODEL_ALIAS)
     url = f"http://{args.host}:{args.port}"
-    logger.info("Serving askgate on %s; API docs at %s/docs", url, url)
+    if settings.web_enabled:
+        logger.info(
+            "Serving askgate: web page at %s/ and API docs at %s/docs", url, url
+        )
+    else:
+        logger.info("Serving askgate on %s; API docs at %s/docs", url, url)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; with a
     # Python handler in place that becomes an exception, so `finally` still runs.
     signal.signal(signal.SIGTERM, _raise_terminated)

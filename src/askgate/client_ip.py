@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from askgate.config import Settings
 from askgate.runtime import SettingsDep
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -116,3 +117,17 @@ async def get_client_limit_key(client_ip: ClientIP) -> str:
 
 ClientLimitKey = Annotated[str, Depends(get_client_limit_key)]
 """The client's address as the abuse limits count it (see `limit_key`)."""
+
+
+def is_https(request: Request, settings: Settings) -> bool:
+    """Whether the client reached askgate over HTTPS: askgate's own TLS, or a
+    trusted proxy's (its last X-Forwarded-Proto; the client's own is ignored)."""
+    if request.url.scheme == "https":
+        return True
+    peer = _parse_ip(request.client.host) if request.client else None
+    if peer is None or not _is_trusted(
+        peer, _trusted_networks(tuple(settings.trusted_proxies))
+    ):
+        return False
+    forwarded = request.headers.getlist("x-forwarded-proto")
+    return bool(forwarded) and forwarded[-1].split(",")[-1].strip() == "https"

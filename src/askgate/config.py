@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     metrics_token: SecretStr | None = None
 
+    # Issue 10: the web page at / (and its files under /web/).
+    web_enabled: bool = True
+
     # Abuse limits (issue 3). Counters live in process, or in Redis when set.
     redis_url: str | None = None
     trusted_proxies: Annotated[list[str], NoDecode] = []

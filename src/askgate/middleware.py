@@ -219,6 +219,16 @@ DOCS_CSP = (
     "connect-src 'self'; worker-src 'self' blob:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
+# The web page (askgate.web): its own scripts, styles and images only, and calls to
+# this origin; still no inline script or style, no eval, no framing.
+WEB_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; "
+    "manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
+)
+WEB_PAGE_PATH = "/"
+WEB_ASSETS_PREFIX = "/web/"
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 DOCS_ASSETS_PREFIX = "/static-offline-docs/"
 _SECURITY_HEADERS = {
@@ -236,10 +246,15 @@ def _raw_headers(csp: str) -> list[tuple[bytes, bytes]]:
 # Encoded once: every response gets one of these two lists appended.
 _API_HEADERS = _raw_headers(API_CSP)
 _DOCS_HEADERS = _raw_headers(DOCS_CSP)
+_WEB_HEADERS = _raw_headers(WEB_CSP)
 
 
-def _is_docs(path: str) -> bool:
-    return path in DOCS_PATHS or path.startswith(DOCS_ASSETS_PREFIX)
+def _headers_for(path: str) -> list[tuple[bytes, bytes]]:
+    if path == WEB_PAGE_PATH or path.startswith(WEB_ASSETS_PREFIX):
+        return _WEB_HEADERS
+    if path in DOCS_PATHS or path.startswith(DOCS_ASSETS_PREFIX):
+        return _DOCS_HEADERS
+    return _API_HEADERS
 
 
 class SecurityHeadersMiddleware:
@@ -252,7 +267,7 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = _DOCS_HEADERS if _is_docs(scope["path"]) else _API_HEADERS
+        extra = _headers_for(scope["path"])
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

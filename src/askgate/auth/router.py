@@ -1,12 +1,15 @@
+import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Response, status
+from fastapi.exceptions import RequestValidationError
 
 from askgate.auth import service
+from askgate.auth.cookies import WEB_HEADER, WebLoginDep
 from askgate.auth.schemas import RefreshRequest, TokenPair
 from askgate.auth.throttling import LoginThrottle, RegistrationRateLimit
 from askgate.db import DatabaseDep, SessionDep
-from askgate.errors import error_responses
+from askgate.errors import NotAuthenticated, error_responses
 from askgate.no_store import NoStore
 from askgate.runtime import SettingsDep
 from askgate.schemas import Storable
@@ -58,9 +61,12 @@ async def register(data: UserCreate, db: DatabaseDep) -> UserRead:
         "username's failures. Attempts are counted before the password is "
         "checked, so attempts still being checked count too: of a burst, at most "
         "the limits are checked and the rest answer 429 at once. A wrong "
-        "`current_password` in `PATCH /users/me` counts as a failed login."
+        "`current_password` in `PATCH /users/me` counts as a failed login.\n\n"
+        f"With the header `{WEB_HEADER}: 1` (what askgate's web page sends), the "
+        "refresh token is set as an `HttpOnly; SameSite=Strict` cookie on `/auth` "
+        "instead, and `refresh_token` is null."
     ),
-    responses=error_responses(400, 401, 429),
+    responses=error_responses(400, 401, 403, 429),
     dependencies=[NoStore],
 )
 async def token(
@@ -69,12 +75,15 @@ async def token(
     db: DatabaseDep,
     settings: SettingsDep,
     guard: LoginThrottle,
+    web: WebLoginDep,
+    response: Response,
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
 ) -> TokenPair:
     user = await service.authenticate(
         db=db, guard=guard, username=username, password=password
     )
-    return await service.login(db=db, settings=settings, user=user)
+    pair = await service.login(db=db, settings=settings, user=user)
+    return web.hand_out(pair, response)
 
 
 @router.post(
@@ -84,17 +93,32 @@ async def token(
     description=(
         "Exchanges a refresh token for a new access and refresh token. Each refresh "
         "token works once: presenting one that was already used answers 401 and "
-        "revokes every token of that login (theft detection)."
+        "revokes every token of that login (theft detection).\n\n"
+        f"With the header `{WEB_HEADER}: 1` and no body, the refresh token is read "
+        "from the cookie `POST /auth/token` set, and the new one replaces it."
     ),
-    responses=error_responses(400, 401),
+    responses=error_responses(400, 401, 403),
     dependencies=[NoStore],
 )
 async def refresh(
-    data: RefreshRequest, session: SessionDep, settings: SettingsDep
+    session: SessionDep,
+    settings: SettingsDep,
+    web: WebLoginDep,
+    response: Response,
+    data: RefreshRequest | None = None,
 ) -> TokenPair:
-    return await service.refresh(
-        session=session, settings=settings, refresh_token=data.refresh_token
-    )
+    if not web.enabled:
+        return await service.refresh(
+            session=session, settings=settings, refresh_token=_given(data)
+        )
+    try:
+        pair = await service.refresh(
+            session=session, settings=settings, refresh_token=web.token()
+        )
+    except NotAuthenticated as refused:
+        # A used, revoked or expired cookie is of no more use to the browser.
+        raise NotAuthenticated(refused.detail, headers=web.forget()) from None
+    return web.hand_out(pair, response)
 
 
 @router.post(
@@ -104,9 +128,31 @@ async def refresh(
     summary="Log out",
     description=(
         "Revokes the login the refresh token belongs to: its refresh tokens and the "
-        "access tokens issued from them stop working at once."
+        "access tokens issued from them stop working at once.\n\n"
+        f"With the header `{WEB_HEADER}: 1` and no body, the login of the cookie "
+        "`POST /auth/token` set is revoked and the cookie cleared (204 also when "
+        "there was none, or its login had already ended)."
     ),
-    responses=error_responses(400, 401),
+    responses=error_responses(400, 401, 403),
 )
-async def logout(data: RefreshRequest, session: SessionDep) -> None:
-    await service.logout(session=session, refresh_token=data.refresh_token)
+async def logout(
+    session: SessionDep,
+    web: WebLoginDep,
+    response: Response,
+    data: RefreshRequest | None = None,
+) -> None:
+    if not web.enabled:
+        await service.logout(session=session, refresh_token=_given(data))
+        return
+    response.headers.update(web.forget())
+    with contextlib.suppress(NotAuthenticated):
+        await service.logout(session=session, refresh_token=web.token())
+
+
+def _given(data: RefreshRequest | None) -> str:
+    """The body's token; without one, the 422 the body used to be required with."""
+    if data is None:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required"}]
+        )
+    return data.refresh_token

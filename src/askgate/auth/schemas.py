@@ -7,7 +7,10 @@ from askgate.schemas import InputSchema, Schema, Storable
 
 class TokenPair(Schema):
     access_token: str
-    refresh_token: str
+    refresh_token: str | None = Field(
+        description="One-time refresh token; null when it was set as the web "
+        "page's cookie instead (header X-Askgate-Web: 1)"
+    )
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="Seconds until the access token expires")
 
