@@ -17,6 +17,7 @@ Fixtures:
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -314,9 +315,11 @@ class PageWatch:
         self.problems.append(f"page error: {error}")
 
 
-def _open_page(
+@contextlib.contextmanager
+def open_page(
     browser: Browser, web: WebServer, viewport: dict[str, int]
 ) -> Iterator[Page]:
+    """A page in a new context; raises on leaving if anything went wrong in it."""
     watch = PageWatch()
     context = browser.new_context(
         viewport=viewport,  # type: ignore[arg-type]
@@ -348,12 +351,14 @@ def _open_page(
 
 @pytest.fixture
 def page(browser: Browser, web: WebServer) -> Iterator[Page]:
-    yield from _open_page(browser, web, DESKTOP)
+    with open_page(browser, web, DESKTOP) as opened:
+        yield opened
 
 
 @pytest.fixture
 def mobile_page(browser: Browser, web: WebServer) -> Iterator[Page]:
-    yield from _open_page(browser, web, MOBILE)
+    with open_page(browser, web, MOBILE) as opened:
+        yield opened
 
 
 def sign_in_through_form(page: Page, creds: dict[str, str]) -> None:
