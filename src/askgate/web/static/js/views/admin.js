@@ -240,13 +240,17 @@ async function renderUsers(body, self, root) {
     );
   }
 
+  let generation = 0; // a load that a newer one overtook shows nothing
+
   async function load() {
+    const mine = ++generation;
     let users;
     try {
       const params = { limit: USERS_PAGE + 1, offset };
       if (query) params.q = query;
       users = await api("/users", { query: params });
     } catch (err) {
+      if (mine !== generation) return;
       if (isForbidden(err)) {
         root.replaceChildren();
         refused(root);
@@ -256,6 +260,7 @@ async function renderUsers(body, self, root) {
       notice(listSlot, `Could not load the users: ${errorText(err)}`);
       return;
     }
+    if (mine !== generation) return;
     const more = users.length > USERS_PAGE;
     users = users.slice(0, USERS_PAGE);
     if (users.length === 0) {
@@ -451,12 +456,20 @@ async function renderQuestions(body, root) {
     );
   }
 
+  let generation = 0; // a load that a newer one overtook shows nothing
+  const shown = new Set(); // ids of the questions listed
+
   async function load(append) {
+    const mine = ++generation;
     more.replaceChildren();
     let questions;
     try {
       questions = await api("/questions", { query: { ...filters, limit: QUESTIONS_PAGE + 1, offset } });
+      if (mine === generation) {
+        await Promise.all([...new Set(questions.map((q) => q.user_id))].map(nameOf));
+      }
     } catch (err) {
+      if (mine !== generation) return;
       if (isForbidden(err)) {
         root.replaceChildren();
         refused(root);
@@ -465,11 +478,17 @@ async function renderQuestions(body, root) {
       notice(messages, `Could not load the questions: ${errorText(err)}`);
       return;
     }
+    if (mine !== generation) return;
     const hasMore = questions.length > QUESTIONS_PAGE;
     questions = questions.slice(0, QUESTIONS_PAGE);
-    await Promise.all([...new Set(questions.map((q) => q.user_id))].map(nameOf));
-    if (!append) list.replaceChildren();
-    list.append(...questions.map(questionItem));
+    if (!append) {
+      list.replaceChildren();
+      shown.clear();
+    }
+    // Offsets shift as questions are asked: one already on screen is not repeated.
+    const fresh = questions.filter((q) => !shown.has(q.id));
+    for (const q of fresh) shown.add(q.id);
+    list.append(...fresh.map(questionItem));
     if (!append && questions.length === 0) {
       messages.replaceChildren();
       notice(messages, "No questions match.", "info");
@@ -552,11 +571,15 @@ async function renderLeaderboard(body, root) {
     el("div", { class: "field" }, el("label", { attrs: { for: "leaderboard-by" }, text: "Rank by" }), by),
   );
 
+  let generation = 0; // a load that a newer one overtook shows nothing
+
   async function load() {
+    const mine = ++generation;
     let rows;
     try {
       rows = await api("/usage/leaderboard", { query: { days: days.value, by: by.value, limit: 100 } });
     } catch (err) {
+      if (mine !== generation) return;
       if (isForbidden(err)) {
         root.replaceChildren();
         refused(root);
@@ -566,6 +589,7 @@ async function renderLeaderboard(body, root) {
       notice(slot, `Could not load the leaderboard: ${errorText(err)}`);
       return;
     }
+    if (mine !== generation) return;
     const period = PERIODS.find(([n]) => String(n) === days.value)[1].toLowerCase();
     if (rows.length === 0) {
       slot.replaceChildren(el("p", { class: "empty", text: `Nobody asked anything ${period === "today" ? "today" : `in the ${period}`}.` }));

@@ -136,8 +136,8 @@ export async function render(root, ctx) {
     keyField.addEventListener("focus", () => keyField.select());
     const panel = el(
       "div",
-      { class: "key-created", attrs: { role: "region", "aria-label": "Your new key" } },
-      el("h3", { text: `New key “${key.name}”` }),
+      { class: "key-created", attrs: { role: "region", "aria-labelledby": "new-key-title" } },
+      el("h3", { attrs: { id: "new-key-title" }, text: `New key “${key.name}”` }),
       el("p", { class: "notice notice-info key-once" },
         el("strong", { text: "Copy it now: you will not see it again." }),
         " askgate keeps only a fingerprint of it.",
