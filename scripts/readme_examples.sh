@@ -10,7 +10,8 @@ PORT=${EXAMPLES_PORT:-8000}
 B=http://127.0.0.1:$PORT
 export ASKGATE_DATA_DIR=$WORK/data
 export ASKGATE_DAILY_TOKEN_QUOTA=50000
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+JAR=/tmp/askgate-readme-cookies  # the web page's login cookie, as a browser keeps it
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK" "$JAR"' EXIT
 
 echo 'a long admin passphrase' | $ASKGATE create-admin --username root --password-stdin >/dev/null
 $ASKGATE serve --port "$PORT" >"$WORK/serve.log" 2>&1 &
@@ -29,7 +30,8 @@ show() {  # show 'title' <<'CMD' ... CMD: prints the command as written, then ru
 }
 shorten() {  # access tokens and API keys are cut short in the README
   sed -E -e 's/(eyJ[A-Za-z0-9_-]{8})[A-Za-z0-9._-]+/\1…/g' \
-    -e 's/(ag-[A-Za-z0-9_-]{5})[A-Za-z0-9_-]{38}/\1…/g'
+    -e 's/(ag-[A-Za-z0-9_-]{5})[A-Za-z0-9_-]{38}/\1…/g' \
+    -e 's/(askgate_refresh=[A-Za-z0-9_-]{8})[A-Za-z0-9_-]+/\1…/g'
 }
 showpy() {  # showpy 'title' <<'PY' ... PY: prints a Python client script, then runs it
   local code
@@ -201,6 +203,21 @@ show "Log out" <<'CMD'
 CMD
 show "The access token of that login stops working at once" <<'CMD'
 $B/users/me -H "Authorization: Bearer $TOKEN"
+CMD
+show "The web page's login: the refresh token in an HttpOnly cookie, null in the JSON" <<'CMD'
+-i -X POST $B/auth/token -H 'X-Askgate-Web: 1' -c /tmp/askgate-readme-cookies \
+  -d 'username=alice&password=correct horse battery'
+CMD
+show "The web page refreshes with its cookie (which is rotated, one use each)" <<'CMD'
+-X POST $B/auth/refresh -H 'X-Askgate-Web: 1' \
+  -b /tmp/askgate-readme-cookies -c /tmp/askgate-readme-cookies
+CMD
+show "Another site cannot use the cookie" <<'CMD'
+-X POST $B/auth/refresh -H 'X-Askgate-Web: 1' -H 'Origin: https://evil.example' \
+  -b /tmp/askgate-readme-cookies
+CMD
+show "Signing out of the web page revokes its login and clears the cookie" <<'CMD'
+-i -X POST $B/auth/logout -H 'X-Askgate-Web: 1' -b /tmp/askgate-readme-cookies
 CMD
 
 TOKEN=$(curl -s -X POST $B/auth/token -d 'username=alice&password=correct horse battery' | field '["access_token"]')

@@ -22,14 +22,18 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import pytest_asyncio
 
+from askgate.auth.cookies import REFRESH_COOKIE
 from askgate.db import Database, create_engine
+from askgate.middleware import WEB_CSP
 from askgate.quota.service import PROMPT_OVERHEAD_TOKENS
 from askgate.users.models import Role
 from tests.factories import PASSWORD, Account, create_user
@@ -603,3 +607,48 @@ async def test_a_streamed_answer_passes_through_nginx_as_it_is_written(
         assert [e["type"] for e in events] == ["delta"] * len(answer.split()) + ["done"]
         assert events[-1]["question"]["answer"] == answer
         assert events[-1]["question"]["status"] == "answered"
+
+
+async def test_the_web_page_and_its_secure_login_cookie_through_nginx(
+    cluster: Cluster,
+) -> None:
+    """The page passes through nginx with its own CSP, and its login cookie is
+    Secure there (nginx's X-Forwarded-Proto, trusted), not on plain HTTP straight
+    to an instance, even when a client claims HTTPS itself."""
+    account = await create_user(cluster.db)
+    form = {"username": account.username, "password": account.password}
+    web = {"X-Askgate-Web": "1"}
+    async with cluster.clients(source=next(_addresses)) as (a, b, proxy):
+        page = await proxy.get("/")
+        logins = {
+            "proxy": await proxy.post("/auth/token", data=form, headers=web),
+            "a": await a.post("/auth/token", data=form, headers=web),
+            "b, claiming https": await b.post(
+                "/auth/token", data=form, headers={**web, "X-Forwarded-Proto": "https"}
+            ),
+        }
+        cookies = {
+            name: SimpleCookie(login.headers["set-cookie"])[REFRESH_COOKIE]
+            for name, login in logins.items()
+        }
+        origin = urlsplit(cluster.https_url)
+        proxy.cookies.clear()
+        refreshed = await proxy.post(
+            "/auth/refresh",
+            headers={
+                **web,
+                "Origin": f"https://{origin.netloc}",
+                "Cookie": f"{REFRESH_COOKIE}={cookies['proxy'].value}",
+            },
+        )
+
+    assert page.status_code == 200
+    assert page.headers["content-security-policy"] == WEB_CSP
+    assert all(login.json()["refresh_token"] is None for login in logins.values())
+    assert {name: bool(cookie["secure"]) for name, cookie in cookies.items()} == {
+        "proxy": True,
+        "a": False,
+        "b, claiming https": False,
+    }
+    assert refreshed.status_code == 200, refreshed.text
+    assert SimpleCookie(refreshed.headers["set-cookie"])[REFRESH_COOKIE]["secure"]

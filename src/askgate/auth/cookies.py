@@ -82,7 +82,12 @@ def _refuse_cross_site(request: Request) -> None:
     if request.headers.get("sec-fetch-site") == "cross-site":
         raise PermissionDenied(CROSS_SITE)
     origin = request.headers.get("origin")
-    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+    if origin is None:
+        return  # not a browser's cross-origin request (curl, or a same-origin GET)
+    # Host names only: a proxy may pass on the host without its port (nginx's
+    # $host), and another port of the same host is the same site anyway.
+    host = urlsplit("//" + request.headers.get("host", "")).hostname
+    if host is None or urlsplit(origin).hostname != host:
         raise PermissionDenied(CROSS_SITE)
 
 
