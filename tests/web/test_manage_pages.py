@@ -192,7 +192,9 @@ def test_admin_searches_and_deactivates_a_user(
     page.get_by_role("button", name=f"Deactivate {target['username']}").click()
     expect(page.get_by_text(f"{target['username']} is deactivated")).to_be_visible()
     expect(page.locator("td.user-active")).to_have_text("no")
-    expect(page.get_by_role("button", name=f"Activate {target['username']}")).to_be_visible()
+    expect(
+        page.get_by_role("button", name=f"Activate {target['username']}")
+    ).to_be_visible()
     assert _admin_get_user(web, target["username"])["is_active"] is False
 
     # The deactivated user cannot sign in, in another browser context.
@@ -246,10 +248,13 @@ def test_admin_sets_a_quota_and_creates_a_user(
     page.get_by_label("Password", exact=True).fill("a created user's passphrase")
     page.get_by_role("button", name="Create user").click()
     expect(page.get_by_text(f"{created} is created.")).to_be_visible()
-    assert web.client.post(
-        "/auth/token",
-        data={"username": created, "password": "a created user's passphrase"},
-    ).status_code == 200
+    assert (
+        web.client.post(
+            "/auth/token",
+            data={"username": created, "password": "a created user's passphrase"},
+        ).status_code
+        == 200
+    )
     page.get_by_role("button", name="Create user").click()
     expect(page.get_by_role("alert")).to_contain_text("A user needs a username")
 
@@ -261,7 +266,9 @@ def test_admin_deletes_a_user(page: Page, web: WebServer, sign_in: SignIn) -> No
     page.get_by_role("button", name=f"Delete {target['username']}").click()
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
     expect(page.get_by_text(f"{target['username']} is deleted.")).to_be_visible()
-    expect(page.get_by_text(f"No username contains “{target['username']}”.")).to_be_visible()
+    expect(
+        page.get_by_text(f"No username contains “{target['username']}”.")
+    ).to_be_visible()
     assert web.client.post("/auth/token", data=target).status_code == 401
 
 
@@ -351,7 +358,7 @@ def test_narrow_screen_no_side_scroll(
     page.goto("/#/admin/users")
     expect(page.locator("table.users-table tbody tr").first).to_be_visible()
     _no_side_scroll(page)
-    page.screenshot(path=screenshots / "admin-users-360.png", full_page=True)
+    page.screenshot(path=screenshots / "admin-users-360.png")
 
     page.goto("/#/keys")
     page.get_by_label("Name", exact=True).fill("phone")

@@ -50,6 +50,13 @@ function table(caption, headers, rows, className) {
   );
 }
 
+const dayFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+
+function formatDay(iso) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? String(iso) : dayFormat.format(date);
+}
+
 function quotaText(quota) {
   if (quota === null || quota === undefined) return "default";
   if (quota === 0) return "unlimited";
@@ -203,7 +210,9 @@ async function renderUsers(body, self, root) {
         el("span", { class: "quota-now", text: quotaText(target.daily_token_quota) }),
         quotaForm(target),
       ),
-      el("td", { class: "user-created", dataset: { label: "Created" } }, formatDate(target.created_at)),
+      el("td", { class: "user-created", dataset: { label: "Created" } },
+        el("time", { attrs: { datetime: target.created_at, title: formatDate(target.created_at) }, text: formatDay(target.created_at) }),
+      ),
       el("td", { class: "cell-actions" },
         el("div", { class: "row-actions" },
           el("button", {
