@@ -4,10 +4,10 @@ account.js, admin.js) in a real browser against `askgate serve`."""
 import re
 import uuid
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.web.conftest import WebServer
 
@@ -19,19 +19,21 @@ def _as_key(web: WebServer, key: str) -> httpx.Response:
     return web.client.get("/users/me", headers={"Authorization": f"Bearer {key}"})
 
 
-def _admin_get_user(web: WebServer, username: str) -> dict:
+def _admin_get_user(web: WebServer, username: str) -> dict[str, Any]:
     found = web.call("GET", "/users", web.admin, params={"q": username})
     assert found.status_code == 200, found.text
-    (user,) = [u for u in found.json() if u["username"] == username]
+    users: list[dict[str, Any]] = found.json()
+    (user,) = [u for u in users if u["username"] == username]
     return user
 
 
-def _ask(web: WebServer, creds: dict[str, str], content: str) -> dict:
+def _ask(web: WebServer, creds: dict[str, str], content: str) -> dict[str, Any]:
     answer = web.call(
         "POST", "/questions", creds, json={"content": content, "model": "fake"}
     )
     assert answer.status_code == 201, answer.text
-    return answer.json()
+    question: dict[str, Any] = answer.json()
+    return question
 
 
 def _no_side_scroll(page: Page) -> None:
@@ -49,7 +51,7 @@ def _search_user(page: Page, username: str) -> None:
 
 
 def test_create_key_shown_once_then_revoke(
-    page: Page, web: WebServer, sign_in: SignIn, screenshots: Path
+    page: Page, web: WebServer, sign_in: SignIn
 ) -> None:
     creds = web.new_user("key")
     sign_in(page, creds)
@@ -73,7 +75,6 @@ def test_create_key_shown_once_then_revoke(
     expect(row).to_contain_text("laptop scripts")
     expect(row).to_contain_text(key[:8])
     expect(row).to_contain_text("never")
-    page.screenshot(path=screenshots / "keys-created-1280.png", full_page=True)
 
     # Gone once the person leaves the page: only its prefix stays.
     page.get_by_role("link", name="Ask", exact=True).click()
@@ -102,15 +103,12 @@ def test_key_errors_in_words(page: Page, web: WebServer, sign_in: SignIn) -> Non
     expect(page.get_by_role("alert")).to_contain_text("from 1 to 3650")
 
 
-def test_change_email(
-    page: Page, web: WebServer, sign_in: SignIn, screenshots: Path
-) -> None:
+def test_change_email(page: Page, web: WebServer, sign_in: SignIn) -> None:
     creds = web.new_user("mail")
     sign_in(page, creds)
     page.goto("/#/account")
     expect(page.locator(".account-username")).to_have_text(creds["username"])
     expect(page.locator(".account-role")).to_have_text("user")
-    page.screenshot(path=screenshots / "account-1280.png", full_page=True)
     address = f"{creds['username']}@example.com"
     page.get_by_label("New email").fill(address)
     page.get_by_role("button", name="Save email").click()
@@ -184,7 +182,7 @@ def test_non_admin_sees_refusal(page: Page, web: WebServer, sign_in: SignIn) -> 
 
 
 def test_admin_searches_and_deactivates_a_user(
-    page: Page, web: WebServer, sign_in: SignIn
+    page: Page, browser: Browser, web: WebServer, sign_in: SignIn
 ) -> None:
     target = web.new_user("deact")
     sign_in(page, web.admin)
@@ -198,7 +196,7 @@ def test_admin_searches_and_deactivates_a_user(
     assert _admin_get_user(web, target["username"])["is_active"] is False
 
     # The deactivated user cannot sign in, in another browser context.
-    other = page.context.browser.new_context(base_url=web.base_url)
+    other = browser.new_context(base_url=web.base_url)
     try:
         theirs = other.new_page()
         theirs.goto("/")
@@ -273,7 +271,7 @@ def test_admin_deletes_a_user(page: Page, web: WebServer, sign_in: SignIn) -> No
 
 
 def test_admin_sees_another_users_question(
-    page: Page, web: WebServer, sign_in: SignIn, screenshots: Path
+    page: Page, web: WebServer, sign_in: SignIn
 ) -> None:
     asker = web.new_user("asker")
     question = _ask(web, asker, f"What does {asker['username']} want to know?")
@@ -289,7 +287,6 @@ def test_admin_sees_another_users_question(
     expect(items).to_have_count(1)
     expect(items).to_contain_text(question["content"])
     expect(items).to_contain_text("You asked")
-    page.screenshot(path=screenshots / "admin-questions-1280.png", full_page=True)
 
     page.get_by_label("User", exact=True).fill(asker["username"] + "zz")
     page.get_by_role("button", name="Filter").click()
@@ -333,7 +330,7 @@ def test_admin_questions_older_paging(
 
 
 def test_leaderboard_shows_a_user_who_asked(
-    page: Page, web: WebServer, sign_in: SignIn, screenshots: Path
+    page: Page, web: WebServer, sign_in: SignIn
 ) -> None:
     asker = web.new_user("lead")
     _ask(web, asker, "Count me on the leaderboard")
@@ -341,7 +338,6 @@ def test_leaderboard_shows_a_user_who_asked(
     page.goto("/#/admin/leaderboard")
     row = page.locator("table.leaderboard-table tr", has_text=asker["username"])
     expect(row).to_have_count(1)
-    page.screenshot(path=screenshots / "admin-leaderboard-1280.png", full_page=True)
     page.get_by_label("Period").select_option(label="Today")
     page.get_by_label("Rank by").select_option("questions")
     expect(row).to_have_count(1)
@@ -349,7 +345,7 @@ def test_leaderboard_shows_a_user_who_asked(
 
 
 def test_narrow_screen_no_side_scroll(
-    mobile_page: Page, web: WebServer, sign_in: SignIn, screenshots: Path
+    mobile_page: Page, web: WebServer, sign_in: SignIn
 ) -> None:
     page = mobile_page
     asker = web.new_user("narrow")
@@ -358,7 +354,6 @@ def test_narrow_screen_no_side_scroll(
     page.goto("/#/admin/users")
     expect(page.locator("table.users-table tbody tr").first).to_be_visible()
     _no_side_scroll(page)
-    page.screenshot(path=screenshots / "admin-users-360.png")
 
     page.goto("/#/keys")
     page.get_by_label("Name", exact=True).fill("phone")
@@ -368,7 +363,6 @@ def test_narrow_screen_no_side_scroll(
     )
     expect(page.locator("table.keys-table tbody tr").first).to_be_visible()
     _no_side_scroll(page)
-    page.screenshot(path=screenshots / "keys-360.png", full_page=True)
     key_id = page.locator("table.keys-table tbody tr").first.get_attribute(
         "data-key-id"
     )
@@ -384,14 +378,3 @@ def test_narrow_screen_no_side_scroll(
         page.goto(f"/{route}")
         expect(page.locator(selector).first).to_be_visible()
         _no_side_scroll(page)
-        name = route.strip("#/").replace("/", "-")
-        page.screenshot(path=screenshots / f"{name}-360.png", full_page=True)
-
-
-def test_admin_users_page_screenshot(
-    page: Page, web: WebServer, sign_in: SignIn, screenshots: Path
-) -> None:
-    sign_in(page, web.admin)
-    page.goto("/#/admin/users")
-    expect(page.locator("table.users-table tbody tr").first).to_be_visible()
-    page.screenshot(path=screenshots / "admin-users-1280.png", full_page=True)
