@@ -1,0 +1,275 @@
+"""The page's shell and its sign-in, register, ask, history and usage views
+(static/js/app.js, api.js, views/signin.js ... usage.js) in a real browser against
+`askgate serve` with the fake upstream."""
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from playwright.sync_api import Page, expect
+
+from tests.web.conftest import PASSWORD, QUESTIONS_PER_MINUTE, WebServer
+
+SignIn = Callable[[Page, dict[str, str]], None]
+
+
+def _ask_api(web: WebServer, token: str, content: str) -> dict[str, Any]:
+    answer = web.client.post(
+        "/questions",
+        json={"content": content},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 201, answer.text
+    question: dict[str, Any] = answer.json()
+    return question
+
+
+def _my_questions(web: WebServer, token: str, **params: Any) -> list[dict[str, Any]]:
+    answer = web.client.get(
+        "/questions/me", params=params, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert answer.status_code == 200, answer.text
+    questions: list[dict[str, Any]] = answer.json()
+    return questions
+
+
+def _ask_in_page(page: Page, content: str) -> None:
+    page.get_by_label("Your question").fill(content)
+    page.get_by_role("button", name="Ask", exact=True).click()
+
+
+def test_register_signs_in_and_a_taken_name_is_refused(page: Page, web: WebServer) -> None:
+    username = f"reg{time.monotonic_ns()}"[:32]
+    page.goto("/")
+    page.get_by_role("link", name="Register").first.click()
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    expect(page.get_by_role("heading", name="Ask")).to_be_visible()
+    expect(page.get_by_role("navigation")).to_contain_text(username)
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("form#signin-form")).to_be_visible()
+    page.goto("/#/register")
+    page.get_by_label("Username").fill(username.upper())
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("alert")).to_contain_text("This username is already taken")
+
+
+def test_register_explains_a_weak_password(page: Page) -> None:
+    page.goto("/#/register")
+    page.get_by_label("Username").fill(f"weak{time.monotonic_ns()}"[:32])
+    page.get_by_label("Password").fill("password")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Password is one of the most common passwords"
+    )
+    page.get_by_label("Password").fill("short")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Password should have at least 8 characters"
+    )
+
+
+def test_wrong_password_then_a_reload_keeps_the_login(
+    page: Page, web: WebServer, sign_in: SignIn
+) -> None:
+    creds = web.new_user("pw")
+    page.goto("/")
+    page.locator("input#username").fill(creds["username"])
+    page.locator("input#password").fill("not the password at all")
+    page.locator("form#signin-form button[type=submit]").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
+
+    sign_in(page, creds)
+    page.reload()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    expect(page.get_by_role("heading", name="Ask")).to_be_visible()
+
+
+def test_a_locked_account_says_how_long_to_wait(page: Page, web: WebServer) -> None:
+    creds = web.new_user("lock")
+    for _ in range(5):  # ASKGATE_LOGIN_FAILURES_PER_ACCOUNT's default
+        web.client.post("/auth/token", data={**creds, "password": "wrong password!"})
+    page.goto("/")
+    page.locator("input#username").fill(creds["username"])
+    page.locator("input#password").fill(creds["password"])
+    page.locator("form#signin-form button[type=submit]").click()
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Too many failed attempts: try again in 15 minutes"
+    )
+
+
+def test_sign_out_revokes_the_login(page: Page, web: WebServer, sign_in: SignIn) -> None:
+    sign_in(page, web.new_user("out"))
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("form#signin-form")).to_be_visible()
+    page.reload()
+    expect(page.locator("form#signin-form")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
+
+
+def test_ask_streams_the_answer(page: Page, web: WebServer, sign_in: SignIn) -> None:
+    # A few " tickN" pieces 0.15 s apart, then the answer.
+    web.upstream.set(mode="slow_stream", slow_stream_ticks=lambda content: 6)
+    try:
+        sign_in(page, web.new_user("ask"))
+        expect(page.locator("select#model option")).to_have_count(2)
+        _ask_in_page(page, "what grows here")
+        answer = page.locator("#answer")
+        stop = page.get_by_role("button", name="Stop")
+        expect(stop).to_be_visible()
+        expect(answer).to_contain_text("tick2")
+        assert "You asked" not in answer.inner_text()  # seen growing, not yet whole
+        expect(answer).to_have_text(
+            "tick0 tick1 tick2 tick3 tick4 tick5You asked: what grows here"
+        )
+    finally:
+        web.upstream.set(slow_stream_ticks=lambda content: 10_000)
+    expect(stop).to_be_hidden()
+    expect(page.get_by_role("status").filter(has_text="Answered")).to_be_visible()
+    recent = page.locator(".recent-wrap .question-item")
+    expect(recent.first).to_contain_text("what grows here")
+
+
+def test_ctrl_enter_asks_with_the_picked_model(
+    page: Page, web: WebServer, sign_in: SignIn
+) -> None:
+    creds = web.new_user("model")
+    sign_in(page, creds)
+    page.locator("select#model").select_option("fake-b")
+    page.get_by_label("Your question").fill("which model")
+    page.get_by_label("Your question").press("Control+Enter")
+    expect(page.locator("#answer")).to_have_text("You asked: which model")
+    (question,) = _my_questions(web, web.token(creds))
+    assert question["model"] == "fake-b"
+
+
+def test_stop_cancels_the_question(page: Page, web: WebServer, sign_in: SignIn) -> None:
+    web.upstream.set(mode="slow_stream")  # " tick0", " tick1"... until stopped
+    creds = web.new_user("stop")
+    sign_in(page, creds)
+    _ask_in_page(page, "a long answer please")
+    expect(page.locator("#answer")).to_contain_text("tick1")
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_text("Stopped", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Ask", exact=True)).to_be_enabled()
+    token = web.token(creds)
+    deadline = time.monotonic() + 5
+    while not (questions := _my_questions(web, token)) and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    (question,) = questions
+    assert question["status"] == "cancelled", question
+    assert "tick1" in question["answer"]
+
+
+def test_upstream_down_says_what_to_do(
+    page: Page, web: WebServer, sign_in: SignIn
+) -> None:
+    web.upstream.set(mode="status_500")
+    sign_in(page, web.new_user("down"))
+    _ask_in_page(page, "anyone there")
+    expect(page.get_by_role("alert")).to_contain_text(
+        "The model is not answering right now; try again in a minute."
+    )
+
+
+def test_rate_limit_message(page: Page, web: WebServer, sign_in: SignIn) -> None:
+    creds = web.new_user("rate")
+    token = web.token(creds)
+    for i in range(QUESTIONS_PER_MINUTE):
+        _ask_api(web, token, f"question {i}")
+    sign_in(page, creds)
+    _ask_in_page(page, "one more")
+    expect(page.get_by_role("alert")).to_contain_text(
+        "You are asking too fast: try again in"
+    )
+    expect(page.get_by_label("Your question")).to_have_value("one more")
+
+
+def test_model_html_is_shown_as_text(page: Page, web: WebServer, sign_in: SignIn) -> None:
+    sign_in(page, web.new_user("xss"))
+    payload = "<img src=x onerror=alert(1)> and <script>alert(2)</script> **bold**"
+    _ask_in_page(page, payload)
+    answer = page.locator("#answer")
+    expect(answer).to_contain_text("<img src=x onerror=alert(1)>")
+    expect(answer).to_contain_text("<script>alert(2)</script>")
+    expect(answer.locator("strong")).to_have_text("bold")  # Markdown still renders
+    assert answer.locator("img, script, iframe").count() == 0
+    page.get_by_role("link", name="Open question").first.click()
+    detail = page.locator("#answer")
+    expect(detail).to_contain_text("<script>alert(2)</script>")
+    assert detail.locator("img, script").count() == 0
+
+
+def test_markdown_code_blocks_lists_and_links(
+    page: Page, web: WebServer, sign_in: SignIn
+) -> None:
+    creds = web.new_user("md")
+    text = "list:\n\n- one\n- two\n\n```\nprint('hi')\n```\n\n[site](https://example.org/x)"
+    question = _ask_api(web, web.token(creds), text)
+    sign_in(page, creds)
+    page.goto(f"/#/history/{question['id']}")
+    answer = page.locator("#answer")
+    expect(answer.locator("li")).to_have_count(2)
+    expect(answer.locator("pre code")).to_have_text("print('hi')")
+    link = answer.get_by_role("link", name="site")
+    expect(link).to_have_attribute("target", "_blank")
+    expect(link).to_have_attribute("rel", "noopener noreferrer")
+
+
+def test_history_pages_back_opens_and_deletes(
+    page: Page, web: WebServer, sign_in: SignIn
+) -> None:
+    creds = web.new_user("hist")
+    token = web.token(creds)
+    for i in range(1, 6):
+        _ask_api(web, token, f"history question {i}")
+    sign_in(page, creds)
+    page.get_by_role("link", name="History").click()
+    items = page.locator(".view-history .question-item")
+    expect(items).to_have_count(3)
+    expect(items.first).to_contain_text("history question 5")
+    page.get_by_role("button", name="Older").click()
+    expect(items).to_have_count(5)
+    expect(items.last).to_contain_text("history question 1")
+    expect(page.get_by_role("button", name="Older")).to_be_hidden()
+
+    items.nth(3).get_by_role("link", name="Open").click()
+    expect(page.get_by_role("heading", name="Question")).to_be_visible()
+    expect(page.locator(".question-text")).to_have_text("history question 2")
+    expect(page.locator("#answer")).to_have_text("You asked: history question 2")
+    expect(page.locator(".question-detail")).to_contain_text("answered")
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(items).to_have_count(3)
+    remaining = [q["content"] for q in _my_questions(web, token, limit=10)]
+    assert "history question 2" not in remaining and len(remaining) == 4
+
+
+def test_usage_meter_and_chart(page: Page, web: WebServer, sign_in: SignIn) -> None:
+    creds = web.new_user("use")
+    sign_in(page, creds)
+    page.get_by_role("link", name="Usage").click()
+    expect(page.get_by_text("No questions in the last 30 days").first).to_be_visible()
+    expect(page.locator("svg.chart")).to_be_visible()
+    expect(page.locator("svg.chart rect.bar")).to_have_count(0)
+
+    _ask_api(web, web.token(creds), "count my tokens")
+    page.reload()
+    bar = page.locator("svg.chart rect.bar")
+    expect(bar).to_have_count(1)
+    expect(bar.locator("title")).to_contain_text("1 question")
+    expect(page.locator(".meter-wrap")).to_contain_text("used today")
+
+
+def test_ask_fits_a_360px_screen(
+    mobile_page: Page, web: WebServer, sign_in: SignIn
+) -> None:
+    sign_in(mobile_page, web.new_user("narrow"))
+    _ask_in_page(mobile_page, "a small screen " + "word " * 40)
+    expect(mobile_page.locator("#answer")).to_contain_text("You asked: a small screen")
+    width = mobile_page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 360, width
