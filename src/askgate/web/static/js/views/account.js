@@ -52,9 +52,12 @@ async function endLogin(ctx) {
 export async function render(root, ctx) {
   root.classList.add("manage", "account-page");
   let user = me() || ctx.me;
+  const loading = el("p", { class: "loading", text: "Loading…" });
+  root.append(loading);
   try {
     user = await reloadMe();
   } catch (err) {
+    loading.remove();
     if (!user) {
       root.append(el("h1", { text: "Account" }));
       notice(root, `Could not load your account: ${errorText(err)}`);
@@ -257,6 +260,7 @@ export async function render(root, ctx) {
     confirmInput.focus();
   }
 
+  loading.remove();
   root.append(
     el("h1", { text: "Account" }),
     el("section", { class: "card", attrs: { "aria-labelledby": "account-details-title" } },

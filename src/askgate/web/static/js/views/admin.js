@@ -32,6 +32,10 @@ function refused(root) {
   );
 }
 
+function loadingText() {
+  return el("p", { class: "loading", text: "Loading…" });
+}
+
 function isForbidden(err) {
   return err && err.status === 403;
 }
@@ -253,6 +257,7 @@ async function renderUsers(body, self, root) {
 
   async function load() {
     const mine = ++generation;
+    if (!listSlot.firstChild) listSlot.append(loadingText());
     let users;
     try {
       const params = { limit: USERS_PAGE + 1, offset };
@@ -470,7 +475,7 @@ async function renderQuestions(body, root) {
 
   async function load(append) {
     const mine = ++generation;
-    more.replaceChildren();
+    more.replaceChildren(loadingText());
     let questions;
     try {
       questions = await api("/questions", { query: { ...filters, limit: QUESTIONS_PAGE + 1, offset } });
@@ -479,6 +484,7 @@ async function renderQuestions(body, root) {
       }
     } catch (err) {
       if (mine !== generation) return;
+      more.replaceChildren();
       if (isForbidden(err)) {
         root.replaceChildren();
         refused(root);
@@ -488,6 +494,7 @@ async function renderQuestions(body, root) {
       return;
     }
     if (mine !== generation) return;
+    more.replaceChildren();
     const hasMore = questions.length > QUESTIONS_PAGE;
     questions = questions.slice(0, QUESTIONS_PAGE);
     if (!append) {
@@ -584,6 +591,7 @@ async function renderLeaderboard(body, root) {
 
   async function load() {
     const mine = ++generation;
+    if (!slot.firstChild) slot.append(loadingText());
     let rows;
     try {
       rows = await api("/usage/leaderboard", { query: { days: days.value, by: by.value, limit: 100 } });

@@ -194,6 +194,7 @@ export async function render(root, ctx) {
   }
 
   async function loadList() {
+    if (!listSlot.firstChild) listSlot.append(el("p", { class: "loading", text: "Loading…" }));
     let keys;
     try {
       keys = await api("/users/me/api-keys", { query: { limit: 100 } });
