@@ -40,8 +40,10 @@ function isForbidden(err) {
   return err && err.status === 403;
 }
 
-function th(text, extra = {}) {
-  return el("th", { attrs: { scope: "col", ...extra }, text });
+// A column header: "Name", or ["Tokens", "num"] for a right-aligned number.
+function th(header) {
+  const [text, cls] = Array.isArray(header) ? header : [header, null];
+  return el("th", { class: cls, attrs: { scope: "col" }, text });
 }
 
 function table(caption, headers, rows, className) {
@@ -615,7 +617,7 @@ async function renderLeaderboard(body, root) {
     slot.replaceChildren(
       table(
         `The users who used most, ${period}`,
-        ["#", "User", "Tokens", "Questions", "Failed"],
+        [["#", "num"], "User", ["Tokens", "num"], ["Questions", "num"], ["Failed", "num"]],
         rows.map((row, i) =>
           el("tr", { dataset: { userId: row.user_id } },
             el("td", { class: "num", text: String(i + 1) }),
