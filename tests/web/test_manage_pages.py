@@ -91,7 +91,8 @@ def test_create_key_shown_once_then_revoke(
 
 
 def test_key_errors_in_words(page: Page, web: WebServer, sign_in: SignIn) -> None:
-    sign_in(page, web.new_user("keyerr"))
+    creds = web.new_user("keyerr")
+    sign_in(page, creds)
     page.goto("/#/keys")
     page.get_by_role("button", name="Create key").click()
     expect(page.get_by_role("alert")).to_have_text(
@@ -101,6 +102,21 @@ def test_key_errors_in_words(page: Page, web: WebServer, sign_in: SignIn) -> Non
     page.get_by_label("Expires after (days, optional)").fill("0")
     page.get_by_role("button", name="Create key").click()
     expect(page.get_by_role("alert")).to_contain_text("from 1 to 3650")
+
+    # The API's refusal past the most keys allowed, in its words.
+    headers = {"Authorization": f"Bearer {web.token(creds)}"}
+    for n in range(50):
+        made = web.client.post(
+            "/users/me/api-keys", json={"name": f"k{n}"}, headers=headers
+        )
+        assert made.status_code == 201, made.text
+    page.get_by_label("Expires after (days, optional)").fill("30")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "Could not create the key: You have 50 live API keys, the most allowed: "
+        "revoke one first"
+    )
+    expect(page.locator("#new-key")).to_have_count(0)
 
 
 def test_change_email(page: Page, web: WebServer, sign_in: SignIn) -> None:
