@@ -211,7 +211,7 @@ export async function render(root, ctx) {
       text: "Delete account",
       attrs: { disabled: "" },
     });
-    const cancelButton = el("button", { type: "button", text: "Cancel" });
+    const cancelButton = el("button", { type: "button", class: "secondary", text: "Cancel" });
     const form = el("form", { attrs: { id: "delete-account-form", novalidate: "" } },
       el("h2", { attrs: { id: "delete-title" }, text: "Delete your account?" }),
       el("p", {

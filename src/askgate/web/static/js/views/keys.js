@@ -124,6 +124,7 @@ export async function render(root, ctx) {
     });
     const done = el("button", {
       type: "button",
+      class: "secondary",
       text: "Done",
       on: {
         click: () => {
