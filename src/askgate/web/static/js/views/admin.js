@@ -97,7 +97,7 @@ export async function render(root, ctx) {
 
 async function renderUsers(body, self, root) {
   const messages = el("div", { class: "manage-messages" });
-  const listSlot = el("div", { class: "users-list", attrs: { "aria-live": "polite" } });
+  const listSlot = el("div", { class: "users-list" });
   const search = el("input", {
     attrs: {
       id: "user-search",
@@ -400,7 +400,7 @@ function createUserSection(onCreated) {
 
 async function renderQuestions(body, root) {
   const messages = el("div", { class: "manage-messages" });
-  const list = el("ol", { class: "recent admin-questions", attrs: { "aria-live": "polite" } });
+  const list = el("ol", { class: "recent admin-questions" });
   const more = el("div", { class: "pager" });
   const names = new Map(); // user id -> username
 
@@ -575,7 +575,7 @@ const PERIODS = [
 ];
 
 async function renderLeaderboard(body, root) {
-  const slot = el("div", { class: "leaderboard", attrs: { "aria-live": "polite" } });
+  const slot = el("div", { class: "leaderboard" });
   const days = el("select", { attrs: { id: "leaderboard-days" } },
     PERIODS.map(([n, label]) => el("option", { attrs: { value: String(n) }, text: label })),
   );

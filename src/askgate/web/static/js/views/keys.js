@@ -21,7 +21,7 @@ export async function render(root, ctx) {
   root.classList.add("manage", "keys-page");
   const messages = el("div", { class: "manage-messages" });
   const created = el("div", { class: "key-created-slot" });
-  const listSlot = el("div", { class: "keys-list", attrs: { "aria-live": "polite" } });
+  const listSlot = el("div", { class: "keys-list" });
 
   const nameInput = el("input", {
     attrs: {
