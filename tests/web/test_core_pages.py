@@ -2,6 +2,7 @@
 (static/js/app.js, api.js, views/signin.js ... usage.js) in a real browser against
 `askgate serve` with the fake upstream."""
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -174,6 +175,27 @@ def test_upstream_down_says_what_to_do(
     expect(page.get_by_role("alert")).to_contain_text(
         "The model is not answering right now; try again in a minute."
     )
+
+
+def test_quota_used_up_says_when_it_resets(
+    page: Page, web: WebServer, sign_in: SignIn
+) -> None:
+    creds = web.new_user("quota")
+    user = web.call("GET", "/users/me", creds).json()
+    # A question reserves its max_tokens (256) plus its prompt's bound: one
+    # charged in full leaves less than the next one needs.
+    quota = {"daily_token_quota": 600}
+    assert web.call("PATCH", f"/users/{user['id']}", web.admin, json=quota).is_success
+    web.upstream.set(usage={"prompt_tokens": 900, "completion_tokens": 500})
+    _ask_api(web, web.token(creds), "a costly question")
+    sign_in(page, creds)
+    _ask_in_page(page, "one more")
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Your daily quota is used up; it resets at midnight UTC"
+    )
+    page.get_by_role("link", name="Usage").click()
+    expect(page.locator(".meter-wrap")).to_contain_text(re.compile(r"\d+ of 600 tokens"))
+    expect(page.locator("progress#quota-meter")).to_have_attribute("max", "600")
 
 
 def test_rate_limit_message(page: Page, web: WebServer, sign_in: SignIn) -> None:

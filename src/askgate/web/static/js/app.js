@@ -41,6 +41,9 @@ const nav = document.getElementById("nav");
 let current = null; // {controller} of the view on screen
 let renderCount = 0;
 let pendingNotice = null; // shown above the next view (e.g. "session ended")
+// Built once: a new <img> on every route would flicker while it loads again.
+const brand = el("a", { class: "brand", href: "#/signin" },
+  el("img", { src: "/web/favicon.svg", alt: "", width: 22, height: 22 }), "askgate");
 
 function parseHash() {
   const raw = window.location.hash.replace(/^#\/?/, "");
@@ -72,12 +75,12 @@ function renderNav(name, params) {
   const user = me();
   const here = params.length ? `#/${name}/${params[0]}` : `#/${name}`;
   const isActive = (href) => href === here || (href === `#/${name}` && name !== "admin");
-  const brand = el("a", { class: "brand", href: user ? "#/ask" : "#/signin" },
-    el("img", { src: "/web/favicon.svg", alt: "", width: 22, height: 22 }), "askgate");
+  brand.href = user ? "#/ask" : "#/signin";
   const items = [];
   if (user) {
     for (const [href, label] of NAV) items.push(navLink(href, label, isActive(href)));
     if (user.role === "admin") {
+      items.push(el("span", { class: "nav-sep", text: "Admin" }));
       for (const [href, label] of ADMIN_NAV) items.push(navLink(href, label, isActive(href)));
     }
   }
@@ -130,11 +133,18 @@ async function route() {
   }
   document.title = `${entry.title} · askgate`;
   const ctx = { me: me(), params, navigate, signal: controller.signal };
+  // Until the view has its data (shown after a moment only: see app.css).
+  const loading = el("p", { class: "loading view-loading", attrs: { role: "status" }, text: "Loading…" });
+  main.appendChild(loading);
+  root.setAttribute("aria-busy", "true");
   try {
     await entry.view.render(root, ctx);
   } catch (err) {
     if (count !== renderCount || (err && err.name === "AbortError")) return;
     notice(root, errorText(err));
+  } finally {
+    loading.remove();
+    root.removeAttribute("aria-busy");
   }
 }
 

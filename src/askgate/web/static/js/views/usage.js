@@ -187,7 +187,7 @@ export async function render(root, ctx) {
   }
   const days = dailyTotals(rows);
   const chartBox = el("div", { class: "chart-box" });
-  root.append(
+  root.append(...[
     el("h2", { text: "Today" }),
     todayBox(today),
     el("h2", { text: `Tokens per day, the last ${DAYS} days` }),
@@ -196,7 +196,7 @@ export async function render(root, ctx) {
       ? null
       : el("p", { class: "muted", text: "No questions in the last 30 days: ask one and it shows here." }),
     dailyTable(days),
-  );
+  ].filter(Boolean));
   let drawnWidth = 0;
   const draw = () => {
     const width = Math.max(Math.floor(chartBox.clientWidth), 260);
