@@ -16,8 +16,11 @@ QUESTIONS = [
     "Which **model** answered?",
 ]
 SIGNED_OUT = {"signin": "#/signin", "register": "#/register"}
+ASKED_IN_THE_PAGE = (
+    "Show me a Python function that adds two numbers\n\n"
+    "```python\ndef add(a, b):\n    return a + b\n```"
+)
 SIGNED_IN = {
-    "ask": "#/ask",
     "history": "#/history",
     "usage": "#/usage",
     "keys": "#/keys",
@@ -47,6 +50,11 @@ def person(web: WebServer) -> dict[str, str]:
         "/users/me/api-keys", json={"name": "laptop"}, headers=headers
     )
     assert key.status_code == 201, key.text
+    me = web.client.get("/users/me", headers=headers).json()
+    quota = web.call(
+        "PATCH", f"/users/{me['id']}", web.admin, json={"daily_token_quota": 2000}
+    )
+    assert quota.status_code == 200, quota.text
     return creds
 
 
@@ -88,6 +96,12 @@ def _every_page(
         page.goto(f"/{route}")
         _shoot(page, screenshots, name, width)
     sign_in(page, person)
+    page.goto("/#/ask")
+    page.get_by_label("Your question").fill(ASKED_IN_THE_PAGE)
+    page.get_by_role("button", name="Ask", exact=True).click()
+    expect(page.locator("#answer")).to_contain_text("You asked: Show me")
+    expect(page.locator("#answer pre code")).to_contain_text("return a + b")
+    _shoot(page, screenshots, "ask", width)
     for name, route in SIGNED_IN.items():
         page.goto(f"/{route}")
         _shoot(page, screenshots, name, width)
