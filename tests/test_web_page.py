@@ -3,6 +3,7 @@ strict Content-Security-Policy, revalidated on every load, nothing outside the
 static folder, and nothing at all with ASKGATE_WEB_ENABLED=false. What the page
 does is tested in a real browser (tests/web/)."""
 
+import hashlib
 import re
 from collections.abc import AsyncIterator
 
@@ -128,3 +129,19 @@ def test_web_enabled_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert Settings(_env_file=None).web_enabled is True
     monkeypatch.setenv("ASKGATE_WEB_ENABLED", "false")
     assert Settings(_env_file=None).web_enabled is False
+
+
+def test_the_vendored_libraries_are_the_files_their_readme_names() -> None:
+    """vendor/README.md gives each file's sha256 (and its package, version and
+    licence): a file changed by hand, or added without a note, fails here."""
+    vendor = STATIC / "vendor"
+    listed = {
+        name: digest
+        for digest, name in re.findall(
+            r"^([0-9a-f]{64})  (\S+)$", (vendor / "README.md").read_text(), re.M
+        )
+    }
+    present = {path.name for path in vendor.iterdir() if path.name != "README.md"}
+    assert set(listed) == present
+    for name, digest in listed.items():
+        assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == digest, name
