@@ -237,7 +237,10 @@ export async function render(root, ctx) {
       askButton.disabled = false;
       if (hadFocus) textarea.focus();
     }
-    if (!ctx.signal.aborted) loadRecent();
+    if (ctx.signal.aborted) return;
+    loadRecent();
+    // A stopped question is stored once askgate notices the client left.
+    if (controller.signal.aborted) setTimeout(() => { if (!ctx.signal.aborted) loadRecent(); }, 1000);
   }
 
   const [models] = await Promise.all([loadModels(ctx.signal), loadRecent()]);

@@ -52,9 +52,10 @@ function niceMax(value) {
   return 10 * power;
 }
 
+const shortDayFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
+
 function shortDay(iso) {
-  const [, month, day] = iso.split("-");
-  return `${Number(day)}/${Number(month)}`;
+  return shortDayFormat.format(new Date(`${iso}T00:00:00Z`));
 }
 
 function dayLabel(day) {
