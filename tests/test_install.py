@@ -30,6 +30,7 @@ from tests.fake_upstream import MODEL, FakeUpstream, answer_for
 
 ROOT = Path(__file__).resolve().parents[1]
 MIGRATIONS = ROOT / "src" / "askgate" / "migrations"
+STATIC = ROOT / "src" / "askgate" / "web" / "static"
 COMMAND_LIMIT = 300  # seconds: guards against hanging, not speeds
 STARTUP_LIMIT = 120
 
@@ -129,6 +130,13 @@ def test_the_wheel_carries_the_migrations_and_data(wheel: Path) -> None:
     assert len([m for m in migrations if "/versions/" in m]) >= 9
     assert migrations <= names
     assert "askgate/data/common-passwords.txt.gz" in names
+    static = {
+        f"askgate/web/{path.relative_to(STATIC.parent).as_posix()}"
+        for path in STATIC.rglob("*")
+        if path.is_file()
+    }
+    assert "askgate/web/static/index.html" in static
+    assert static <= names  # the web page, its scripts and vendored libraries
     assert not [name for name in names if "__pycache__" in name]
     assert not [name for name in names if name.startswith(("tests/", "scripts/"))]
 
@@ -228,6 +236,8 @@ async def test_an_installed_askgate_migrates_and_serves(
                 json={"content": "Installed?"},
                 headers={"Authorization": f"Bearer {token['access_token']}"},
             )
+            page = await client.get("/")
+            script = await client.get("/web/js/app.js")
     finally:
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(STARTUP_LIMIT):
@@ -236,5 +246,9 @@ async def test_an_installed_askgate_migrates_and_serves(
     assert registered.status_code == 201, registered.text
     assert asked.status_code == 201, asked.text
     assert asked.json()["answer"] == answer_for("Installed?")
+    assert page.status_code == 200
+    assert page.text == (STATIC / "index.html").read_text()
+    assert script.status_code == 200
+    assert script.content == (STATIC / "js" / "app.js").read_bytes()
     assert len(fake_upstream.requests) == 1
     assert "bundled model" not in log.read_text()
