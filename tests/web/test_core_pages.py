@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.web.conftest import PASSWORD, QUESTIONS_PER_MINUTE, WebServer
 
@@ -101,6 +101,40 @@ def test_a_locked_account_says_how_long_to_wait(page: Page, web: WebServer) -> N
     expect(page.get_by_role("alert")).to_contain_text(
         "Too many failed attempts: try again in 15 minutes"
     )
+
+
+def test_two_tabs_refreshing_at_once_stay_signed_in(
+    page: Page, web: WebServer, sign_in: SignIn
+) -> None:
+    # Refresh tokens work once: two tabs sending the same cookie at once would
+    # revoke the login. Each refresh is held a moment here, so that without the
+    # page's Web Lock the other tab's refresh would start meanwhile.
+    sign_in(page, web.new_user("tabs"))
+    other = page.context.new_page()
+    other.goto("/")
+    expect(other.get_by_role("button", name="Sign out")).to_be_visible()
+
+    def slow_refresh(route: Route) -> None:
+        answer = route.fetch()
+        time.sleep(0.3)
+        route.fulfill(response=answer)
+
+    page.context.route("**/auth/refresh", slow_refresh)
+    armed = """new Promise((ready) => {
+      const go = new BroadcastChannel("test-go");
+      go.onmessage = () => { window.refreshed = import("/web/js/api.js")
+        .then((api) => Promise.all([api.refresh(), api.refresh()])); };
+      ready();
+    })"""
+    page.evaluate(armed)
+    other.evaluate(armed)
+    page.evaluate('new BroadcastChannel("test-go").postMessage("go")')
+    assert page.evaluate("window.refreshed") == [True, True]
+    assert other.evaluate("window.refreshed") == [True, True]
+    page.context.unroute("**/auth/refresh")
+    for tab in (page, other):
+        tab.reload()
+        expect(tab.get_by_role("button", name="Sign out")).to_be_visible()
 
 
 def test_sign_out_revokes_the_login(page: Page, web: WebServer, sign_in: SignIn) -> None:

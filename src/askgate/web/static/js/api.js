@@ -8,12 +8,10 @@
 
 const WEB_HEADER = { "X-Askgate-Web": "1" };
 const LOCK_NAME = "askgate-refresh";
-const LAST_REFRESH_KEY = "askgate-last-refresh"; // a timestamp, never a token
 const REFRESH_MARGIN_S = 60; // refresh this long before the token expires
-const FRESH_MS = 5000; // a token this young needs no refresh on a 401 retry
 
 let accessToken = null;
-let tokenAt = 0; // Date.now() when accessToken was issued
+let tokenGeneration = 0; // one more per access token received
 let refreshTimer = null;
 let refreshing = null; // the refresh in flight in this tab
 let currentUser = null;
@@ -122,7 +120,7 @@ function buildUrl(path, query) {
 
 function setToken(pair) {
   accessToken = pair.access_token;
-  tokenAt = Date.now();
+  tokenGeneration += 1;
   clearTimeout(refreshTimer);
   const seconds = Number(pair.expires_in) || 900;
   const wait = Math.max(seconds - REFRESH_MARGIN_S, seconds / 2, 5) * 1000;
@@ -133,7 +131,7 @@ function setToken(pair) {
 
 function clearLogin() {
   accessToken = null;
-  tokenAt = 0;
+  tokenGeneration += 1;
   currentUser = null;
   clearTimeout(refreshTimer);
   refreshTimer = null;
@@ -146,11 +144,13 @@ function withLock(fn) {
   return fn(); // no Web Locks (a page served over plain HTTP to another host)
 }
 
-async function doRefresh() {
-  // Inside the lock: a refresh another call of this tab finished while this one
-  // waited already gave a fresh token. Another tab's refresh has rotated the
-  // cookie by now, and the browser holds the new one: using it is safe.
-  if (accessToken && Date.now() - tokenAt < FRESH_MS) return true;
+async function doRefresh(after) {
+  // Inside the lock. A call refused with 401 needs no new token if this tab got
+  // one since that call was sent (`after`: the token generation it was sent
+  // with). Another tab's refresh, done while this one waited, has rotated the
+  // cookie and the browser holds the new one already: refreshing with it is
+  // safe (never a used refresh token), and this tab needs its own access token.
+  if (after !== null && accessToken && tokenGeneration !== after) return true;
   let response;
   try {
     response = await fetch("/auth/refresh", {
@@ -171,18 +171,14 @@ async function doRefresh() {
     throw await errorFrom(response);
   }
   setToken(await response.json());
-  try {
-    localStorage.setItem(LAST_REFRESH_KEY, String(Date.now()));
-  } catch {
-    // storage refused (private mode): only an optimisation is lost
-  }
   return true;
 }
 
 // Gets a new access token with the refresh cookie; true when signed in.
-export function refresh() {
+// `after`: the tokenGeneration a call refused with 401 was sent with.
+export function refresh({ after = null } = {}) {
   if (!refreshing) {
-    refreshing = withLock(doRefresh).finally(() => {
+    refreshing = withLock(() => doRefresh(after)).finally(() => {
       refreshing = null;
     });
   }
@@ -206,9 +202,10 @@ export async function apiRaw(path, { method = "GET", json, form, query, signal, 
       throw networkError(err);
     }
   };
+  const sentWith = tokenGeneration;
   let response = await send();
   if (response.status === 401 && !path.startsWith("/auth/")) {
-    if (await refresh()) response = await send();
+    if (await refresh({ after: sentWith })) response = await send();
   }
   if (!response.ok) throw await errorFrom(response);
   return response;
