@@ -19,8 +19,21 @@ def _as_key(web: WebServer, key: str) -> httpx.Response:
     return web.client.get("/users/me", headers={"Authorization": f"Bearer {key}"})
 
 
+_admin_tokens: dict[str, str] = {}
+
+
 def _admin_get_user(web: WebServer, username: str) -> dict[str, Any]:
-    found = web.call("GET", "/users", web.admin, params={"q": username})
+    """The user as the admin API shows it (one admin login while it lasts)."""
+    for fresh in (False, True):
+        if fresh or web.base_url not in _admin_tokens:
+            _admin_tokens[web.base_url] = web.token(web.admin)
+        found = web.client.get(
+            "/users",
+            params={"q": username},
+            headers={"Authorization": f"Bearer {_admin_tokens[web.base_url]}"},
+        )
+        if found.status_code != 401:
+            break
     assert found.status_code == 200, found.text
     users: list[dict[str, Any]] = found.json()
     (user,) = [u for u in users if u["username"] == username]
