@@ -113,6 +113,8 @@ async def test_serve_answers_from_the_models_file(
     assert health["llm"] == "ok"
     assert health["upstreams"][0]["model"] == "house"
     output = log.read_text()
+    url = f"http://127.0.0.1:{port}"
+    assert f"web page at {url}/ and API docs at {url}/docs" in output
     assert "bundled model" not in output
     assert KEY not in output
     assert KEY not in json.dumps(health)
