@@ -1,7 +1,7 @@
 // #/admin/users, #/admin/questions, #/admin/leaderboard: the administrators'
 // pages (ctx.params[0] picks one). Uses GET/POST /users, PATCH/DELETE
 // /users/{id}, GET /questions and GET /usage/leaderboard.
-import { api, me } from "../api.js";
+import { api, apiRaw, me } from "../api.js";
 import {
   confirmAction,
   el,
@@ -34,6 +34,14 @@ function refused(root) {
 
 function loadingText() {
   return el("p", { class: "loading", text: "Loading…" });
+}
+
+// One page of a list and its total (X-Total-Count; null when absent).
+async function fetchPage(path, query) {
+  const response = await apiRaw(path, { query });
+  const header = response.headers.get("X-Total-Count");
+  const total = header === null || header === "" ? null : Number(header);
+  return { items: await response.json(), total: Number.isFinite(total) ? total : null };
 }
 
 function isForbidden(err) {
@@ -261,10 +269,11 @@ async function renderUsers(body, self, root) {
     const mine = ++generation;
     if (!listSlot.firstChild) listSlot.append(loadingText());
     let users;
+    let total;
     try {
-      const params = { limit: USERS_PAGE + 1, offset };
+      const params = { limit: USERS_PAGE, offset };
       if (query) params.q = query;
-      users = await api("/users", { query: params });
+      ({ items: users, total } = await fetchPage("/users", params));
     } catch (err) {
       if (mine !== generation) return;
       if (isForbidden(err)) {
@@ -277,16 +286,18 @@ async function renderUsers(body, self, root) {
       return;
     }
     if (mine !== generation) return;
-    const more = users.length > USERS_PAGE;
-    users = users.slice(0, USERS_PAGE);
+    const more = total === null ? users.length === USERS_PAGE : offset + users.length < total;
     if (users.length === 0) {
       listSlot.replaceChildren(el("p", {
         class: "empty",
         text: query ? `No username contains “${query}”.` : "No users.",
       }));
-      if (offset > 0) listSlot.append(pager(false));
+      if (offset > 0) listSlot.append(pager(false, null));
       return;
     }
+    const shown = total === null
+      ? null
+      : `${formatNumber(offset + 1)}–${formatNumber(offset + users.length)} of ${formatNumber(total)} ${total === 1 ? "user" : "users"}`;
     listSlot.replaceChildren(
       table(
         query ? `Users whose name contains “${query}”` : "Users",
@@ -295,12 +306,13 @@ async function renderUsers(body, self, root) {
         "users-table",
       ),
       el("p", { class: "hint", text: "Daily quota: tokens per UTC day; empty means the server’s default, 0 means unlimited." }),
-      pager(more),
+      pager(more, shown),
     );
   }
 
-  function pager(more) {
+  function pager(more, shown) {
     return el("div", { class: "pager" },
+      shown ? el("span", { class: "muted pager-count", text: shown }) : null,
       offset > 0
         ? el("button", {
           type: "button",
@@ -479,8 +491,9 @@ async function renderQuestions(body, root) {
     const mine = ++generation;
     more.replaceChildren(loadingText());
     let questions;
+    let total;
     try {
-      questions = await api("/questions", { query: { ...filters, limit: QUESTIONS_PAGE + 1, offset } });
+      ({ items: questions, total } = await fetchPage("/questions", { ...filters, limit: QUESTIONS_PAGE, offset }));
       if (mine === generation) {
         await Promise.all([...new Set(questions.map((q) => q.user_id))].map(nameOf));
       }
@@ -497,8 +510,9 @@ async function renderQuestions(body, root) {
     }
     if (mine !== generation) return;
     more.replaceChildren();
-    const hasMore = questions.length > QUESTIONS_PAGE;
-    questions = questions.slice(0, QUESTIONS_PAGE);
+    const hasMore = total === null
+      ? questions.length === QUESTIONS_PAGE
+      : offset + questions.length < total;
     if (!append) {
       list.replaceChildren();
       shown.clear();
@@ -510,6 +524,12 @@ async function renderQuestions(body, root) {
     if (!append && questions.length === 0) {
       messages.replaceChildren();
       notice(messages, "No questions match.", "info");
+    }
+    if (total !== null && total > 0) {
+      more.append(el("span", {
+        class: "muted pager-count",
+        text: `${formatNumber(list.children.length)} of ${formatNumber(total)} ${total === 1 ? "question" : "questions"}`,
+      }));
     }
     if (hasMore) {
       more.append(el("button", {
