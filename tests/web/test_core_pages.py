@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Page, Request, Route, expect
 
 from tests.web.conftest import PASSWORD, QUESTIONS_PER_MINUTE, WebServer
 
@@ -39,7 +39,9 @@ def _ask_in_page(page: Page, content: str) -> None:
     page.get_by_role("button", name="Ask", exact=True).click()
 
 
-def test_register_signs_in_and_a_taken_name_is_refused(page: Page, web: WebServer) -> None:
+def test_register_signs_in_and_a_taken_name_is_refused(
+    page: Page, web: WebServer
+) -> None:
     username = f"reg{time.monotonic_ns()}"[:32]
     page.goto("/")
     page.get_by_role("link", name="Register").first.click()
@@ -139,7 +141,44 @@ def test_two_tabs_refreshing_at_once_stay_signed_in(
     assert other.evaluate(still) == [True, True]
 
 
-def test_sign_out_revokes_the_login(page: Page, web: WebServer, sign_in: SignIn) -> None:
+def test_an_expired_access_token_is_refreshed_and_the_call_retried(
+    page: Page, web: WebServer, sign_in: SignIn
+) -> None:
+    sign_in(page, web.new_user("retry"))
+    refreshes: list[str] = []
+
+    def seen(request: Request) -> None:
+        if "/auth/refresh" in request.url:
+            refreshes.append(request.url)
+
+    page.on("request", seen)
+
+    def expired(route: Route) -> None:
+        route.fulfill(status=401, json={"detail": "Invalid or expired access token"})
+
+    page.route("**/users/me/usage", expired, times=1)
+    page.get_by_role("link", name="Usage").click()
+    expect(page.locator(".meter-wrap")).to_contain_text("used today")
+    assert len(refreshes) == 1
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+def test_a_deactivated_account_is_signed_out(
+    page: Page, web: WebServer, sign_in: SignIn
+) -> None:
+    creds = web.new_user("gone")
+    sign_in(page, creds)
+    user = web.call("GET", "/users/me", creds).json()
+    off = {"is_active": False}
+    assert web.call("PATCH", f"/users/{user['id']}", web.admin, json=off).is_success
+    page.get_by_role("link", name="History").click()
+    expect(page.locator("form#signin-form")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("You are signed out")
+
+
+def test_sign_out_revokes_the_login(
+    page: Page, web: WebServer, sign_in: SignIn
+) -> None:
     sign_in(page, web.new_user("out"))
     page.get_by_role("button", name="Sign out").click()
     expect(page.locator("form#signin-form")).to_be_visible()
@@ -230,7 +269,9 @@ def test_quota_used_up_says_when_it_resets(
         "Your daily quota is used up; it resets at midnight UTC"
     )
     page.get_by_role("link", name="Usage").click()
-    expect(page.locator(".meter-wrap")).to_contain_text(re.compile(r"\d+ of 600 tokens"))
+    expect(page.locator(".meter-wrap")).to_contain_text(
+        re.compile(r"\d+ of 600 tokens")
+    )
     expect(page.locator("progress#quota-meter")).to_have_attribute("max", "600")
 
 
@@ -247,7 +288,9 @@ def test_rate_limit_message(page: Page, web: WebServer, sign_in: SignIn) -> None
     expect(page.get_by_label("Your question")).to_have_value("one more")
 
 
-def test_model_html_is_shown_as_text(page: Page, web: WebServer, sign_in: SignIn) -> None:
+def test_model_html_is_shown_as_text(
+    page: Page, web: WebServer, sign_in: SignIn
+) -> None:
     sign_in(page, web.new_user("xss"))
     payload = "<img src=x onerror=alert(1)> and <script>alert(2)</script> **bold**"
     _ask_in_page(page, payload)
@@ -304,7 +347,8 @@ def test_history_pages_back_opens_and_deletes(
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
     expect(items).to_have_count(3)
     remaining = [q["content"] for q in _my_questions(web, token, limit=10)]
-    assert "history question 2" not in remaining and len(remaining) == 4
+    assert "history question 2" not in remaining
+    assert len(remaining) == 4
 
 
 def test_usage_meter_and_chart(page: Page, web: WebServer, sign_in: SignIn) -> None:
