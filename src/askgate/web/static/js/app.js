@@ -110,7 +110,7 @@ async function route() {
     entry = PRIVATE[name];
     if (!entry) {
       if (name !== "ask") {
-        history_replace("#/ask");
+        replaceHash("#/ask");
         ({ name, params } = parseHash());
       }
       entry = PRIVATE.ask;
@@ -118,7 +118,7 @@ async function route() {
   } else {
     entry = PUBLIC[name];
     if (!entry) {
-      history_replace("#/signin");
+      replaceHash("#/signin");
       ({ name, params } = parseHash());
       entry = PUBLIC.signin;
     }
@@ -149,7 +149,7 @@ async function route() {
   }
 }
 
-function history_replace(hash) {
+function replaceHash(hash) {
   window.history.replaceState(null, "", hash);
 }
 

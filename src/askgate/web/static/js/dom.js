@@ -96,15 +96,18 @@ export function setNotice(container, text, kind = "error") {
   return text ? notice(container, text, kind) : null;
 }
 
+let dialogCount = 0;
+
 // A modal <dialog> asking to confirm; resolves true or false.
 export function confirmAction(text, { confirmLabel = "Delete", cancelLabel = "Cancel" } = {}) {
   return new Promise((resolve) => {
     const cancel = el("button", { type: "button", class: "secondary", text: cancelLabel });
     const confirm = el("button", { type: "button", class: "danger", text: confirmLabel });
-    const message = el("p", { text });
+    dialogCount += 1;
+    const message = el("p", { id: `confirm-text-${dialogCount}`, text });
     const dialog = el(
       "dialog",
-      { class: "confirm", attrs: { "aria-label": confirmLabel } },
+      { class: "confirm", attrs: { "aria-labelledby": message.id } },
       message,
       el("div", { class: "actions" }, cancel, confirm),
     );

@@ -92,7 +92,7 @@ async function loadModels(signal) {
 export async function render(root, ctx) {
   const textarea = el("textarea", {
     id: "question", name: "content", rows: 4, required: true,
-    placeholder: "Ask anything…", attrs: { "aria-describedby": "ask-hint", maxlength: 32000 },
+    placeholder: "Ask anything…", attrs: { "aria-describedby": "ask-hint" },
   });
   const modelSlot = el("span", { class: "model-slot" });
   const askButton = el("button", { type: "submit", text: "Ask" });
