@@ -371,7 +371,17 @@ def test_ask_fits_a_360px_screen(
     mobile_page: Page, web: WebServer, sign_in: SignIn
 ) -> None:
     sign_in(mobile_page, web.new_user("narrow"))
-    _ask_in_page(mobile_page, "a small screen " + "word " * 40)
-    expect(mobile_page.locator("#answer")).to_contain_text("You asked: a small screen")
+    # Long lines: a code block scrolls by itself, a long word wraps.
+    code = "```\n" + "x = 1; " * 40 + "\n```"
+    _ask_in_page(mobile_page, f"a small screen {'word ' * 40}\n\n{code}\n\n{'y' * 120}")
+    answer = mobile_page.locator("#answer")
+    expect(answer).to_contain_text("You asked: a small screen")
+    expect(answer.locator("pre code")).to_contain_text("x = 1;")
+    mobile_page.get_by_role("status").filter(has_text="Answered").wait_for()
     width = mobile_page.evaluate("document.documentElement.scrollWidth")
     assert width <= 360, width
+    brand = mobile_page.locator(".brand").bounding_box()
+    sign_out = mobile_page.get_by_role("button", name="Sign out").bounding_box()
+    assert brand is not None
+    assert sign_out is not None
+    assert abs(brand["y"] - sign_out["y"]) < 20  # the nav's first row holds both
