@@ -250,6 +250,7 @@ def test_upstream_down_says_what_to_do(
     expect(page.get_by_role("alert")).to_contain_text(
         "The model is not answering right now; try again in a minute."
     )
+    expect(page.get_by_label("Your question")).to_have_value("anyone there")
 
 
 def test_quota_used_up_says_when_it_resets(

@@ -107,8 +107,9 @@ export async function render(root, ctx) {
   const messages = el("div", { class: "messages", attrs: { "aria-live": "polite" } });
   const status = el("p", { class: "answer-status", attrs: { role: "status", "aria-live": "polite" } });
   const answer = el("div", { class: "markdown answer", id: "answer" });
+  const asked = el("p", { class: "question-text asked" });
   const answerBox = el("section", { class: "answer-box", hidden: true, attrs: { "aria-labelledby": "answer-title" } },
-    el("h2", { id: "answer-title", text: "Answer" }), status, answer);
+    el("h2", { id: "answer-title", text: "Answer" }), asked, status, answer);
   const recentList = el("div", { class: "recent-wrap" });
   root.append(
     el("h1", { text: "Ask" }),
@@ -180,6 +181,7 @@ export async function render(root, ctx) {
     stopButton.hidden = false;
     answerBox.hidden = false;
     answer.replaceChildren();
+    asked.textContent = body.content;
     answer.setAttribute("aria-busy", "true");
     status.className = "answer-status";
     status.textContent = "Waiting for the model…";
@@ -211,12 +213,18 @@ export async function render(root, ctx) {
           status.textContent = bits.filter(Boolean).join(" · ");
         } else if (event.type === "error") {
           outcome = "error";
-          setNotice(messages, UPSTREAM_DOWN);
-          status.textContent = event.detail ? `Failed: ${event.detail}` : "Failed";
+          setNotice(messages, event.detail ? `${UPSTREAM_DOWN} (${event.detail})` : UPSTREAM_DOWN);
+          status.textContent = "Failed";
         }
       });
       if (!outcome) {
-        status.textContent = "The answer was cut off; ask again.";
+        outcome = "error";
+        setNotice(messages, "The answer was cut off; ask again.");
+        status.textContent = "Cut off";
+      }
+      if (outcome === "error") {
+        if (!text) answerBox.hidden = true;
+        if (textarea.value === "") textarea.value = body.content;
       }
     } catch (err) {
       if (controller.signal.aborted || (err && err.name === "AbortError")) {
