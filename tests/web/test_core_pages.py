@@ -310,7 +310,15 @@ def test_markdown_code_blocks_lists_and_links(
     page: Page, web: WebServer, sign_in: SignIn
 ) -> None:
     creds = web.new_user("md")
-    text = "list:\n\n- one\n- two\n\n```\nprint('hi')\n```\n\n[site](https://example.org/x)"
+    text = "\n\n".join(
+        [
+            "list:",
+            "- one\n- two",
+            "```\nprint('hi')\n```",
+            "[site](https://example.org/x)",
+            "![pixel](https://tracker.example/p.png)",
+        ]
+    )
     question = _ask_api(web, web.token(creds), text)
     sign_in(page, creds)
     page.goto(f"/#/history/{question['id']}")
@@ -320,6 +328,11 @@ def test_markdown_code_blocks_lists_and_links(
     link = answer.get_by_role("link", name="site")
     expect(link).to_have_attribute("target", "_blank")
     expect(link).to_have_attribute("rel", "noopener noreferrer")
+    # An image would be a request leaving askgate (a tracking pixel): a link instead.
+    expect(answer.get_by_role("link", name="pixel")).to_have_attribute(
+        "href", "https://tracker.example/p.png"
+    )
+    assert answer.locator("img").count() == 0
 
 
 def test_history_pages_back_opens_and_deletes(
