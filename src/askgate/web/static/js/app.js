@@ -40,7 +40,7 @@ const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 let current = null; // {controller} of the view on screen
 let renderCount = 0;
-let pendingNotice = null; // shown above the next view (e.g. "session ended")
+let pendingNotice = null; // {text, kind} shown above the next view ("signed out")
 // Built once: a new <img> on every route would flicker while it loads again.
 const brand = el("a", { class: "brand", href: "#/signin" },
   el("img", { src: "/web/favicon.svg", alt: "", width: 22, height: 22 }), "askgate");
@@ -126,10 +126,10 @@ async function route() {
   renderNav(name, params);
   const controller = new AbortController();
   current = { controller };
-  const root = el("section", { class: `view view-${name}`, attrs: { "aria-live": null } });
+  const root = el("section", { class: `view view-${name}` });
   main.replaceChildren(root);
   if (pendingNotice) {
-    notice(root, pendingNotice, "info");
+    notice(root, pendingNotice.text, pendingNotice.kind);
     pendingNotice = null;
   }
   document.title = `${entry.title} · askgate`;
@@ -159,7 +159,7 @@ window.addEventListener("hashchange", () => {
 });
 
 window.addEventListener("askgate:signedout", () => {
-  pendingNotice = "You are signed out; sign in again to go on.";
+  pendingNotice = { text: "You are signed out; sign in again to go on.", kind: "info" };
   navigate("#/signin");
 });
 
@@ -181,7 +181,7 @@ async function start() {
   try {
     await restore();
   } catch (err) {
-    pendingNotice = errorText(err);
+    pendingNotice = { text: errorText(err), kind: "error" };
   }
   route();
 }
