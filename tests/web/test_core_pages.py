@@ -223,6 +223,20 @@ def test_ctrl_enter_asks_with_the_picked_model(
     assert question["model"] == "fake-b"
 
 
+def test_keyboard_only_sign_in_and_ask(page: Page, web: WebServer) -> None:
+    creds = web.new_user("keys")
+    page.goto("/")
+    expect(page.locator("input#username")).to_be_focused()
+    page.keyboard.type(creds["username"])
+    page.keyboard.press("Tab")
+    page.keyboard.type(creds["password"])
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Your question")).to_be_focused()
+    page.keyboard.type("typed, not clicked")
+    page.keyboard.press("Control+Enter")
+    expect(page.locator("#answer")).to_have_text("You asked: typed, not clicked")
+
+
 def test_stop_cancels_the_question(page: Page, web: WebServer, sign_in: SignIn) -> None:
     web.upstream.set(mode="slow_stream")  # " tick0", " tick1"... until stopped
     creds = web.new_user("stop")
