@@ -307,13 +307,17 @@ def test_model_html_is_shown_as_text(
     page: Page, web: WebServer, sign_in: SignIn
 ) -> None:
     sign_in(page, web.new_user("xss"))
-    payload = "<img src=x onerror=alert(1)> and <script>alert(2)</script> **bold**"
+    payload = (
+        "<img src=x onerror=alert(1)> and <script>alert(2)</script> **bold**"
+        " [click](javascript:alert(3))"
+    )
     _ask_in_page(page, payload)
     answer = page.locator("#answer")
     expect(answer).to_contain_text("<img src=x onerror=alert(1)>")
     expect(answer).to_contain_text("<script>alert(2)</script>")
     expect(answer.locator("strong")).to_have_text("bold")  # Markdown still renders
     assert answer.locator("img, script, iframe").count() == 0
+    assert answer.locator("[href^='javascript' i], [onerror]").count() == 0
     page.get_by_role("link", name="Open question").first.click()
     detail = page.locator("#answer")
     expect(detail).to_contain_text("<script>alert(2)</script>")
