@@ -180,8 +180,14 @@ def test_sign_out_revokes_the_login(
     page: Page, web: WebServer, sign_in: SignIn
 ) -> None:
     sign_in(page, web.new_user("out"))
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "askgate_refresh"]
+    assert cookie["httpOnly"]
+    assert cookie["path"] == "/auth"
     page.get_by_role("button", name="Sign out").click()
     expect(page.locator("form#signin-form")).to_be_visible()
+    # The login is revoked, not only forgotten by the browser.
+    again = web.client.post("/auth/refresh", json={"refresh_token": cookie["value"]})
+    assert again.status_code == 401, again.text
     page.reload()
     expect(page.locator("form#signin-form")).to_be_visible()
     expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
