@@ -90,6 +90,13 @@ def test_wrong_password_then_a_reload_keeps_the_login(
     page.reload()
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     expect(page.get_by_role("heading", name="Ask")).to_be_visible()
+    # The access token (a JWT, "eyJ...") lives in memory only.
+    stored = page.evaluate(
+        "[JSON.stringify(localStorage), JSON.stringify(sessionStorage),"
+        " document.cookie].join(' ')"
+    )
+    assert "eyJ" not in stored
+    assert "askgate_refresh" not in stored  # HttpOnly: scripts never see it
 
 
 def test_a_locked_account_says_how_long_to_wait(page: Page, web: WebServer) -> None:
