@@ -148,6 +148,21 @@ def test_two_tabs_refreshing_at_once_stay_signed_in(
     assert other.evaluate(still) == [True, True]
 
 
+def test_other_tabs_follow_sign_out_and_sign_in(
+    page: Page, web: WebServer, sign_in: SignIn
+) -> None:
+    creds = web.new_user("follow")
+    sign_in(page, creds)
+    other = page.context.new_page()
+    other.goto("/#/history")
+    expect(other.get_by_role("heading", name="History")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(other.locator("form#signin-form")).to_be_visible()
+    expect(other.get_by_role("status")).to_contain_text("You are signed out")
+    sign_in(page, creds)
+    expect(other.get_by_role("button", name="Sign out")).to_be_visible()
+
+
 def test_an_expired_access_token_is_refreshed_and_the_call_retried(
     page: Page, web: WebServer, sign_in: SignIn
 ) -> None:

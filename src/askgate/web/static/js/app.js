@@ -165,11 +165,15 @@ window.addEventListener("askgate:signedout", () => {
 
 window.addEventListener("askgate:signedin", async () => {
   // Another tab signed in: pick up its login from the refresh cookie.
-  if (!isSignedIn() && (await restore())) {
-    const { name } = parseHash();
-    if (name === "signin" || name === "register" || name === "") navigate("#/ask");
-    else route();
+  if (isSignedIn()) return;
+  try {
+    if (!(await restore())) return;
+  } catch {
+    return; // this tab stays signed out; signing in here still works
   }
+  const { name } = parseHash();
+  if (name === "signin" || name === "register" || name === "") navigate("#/ask");
+  else route();
 });
 
 document.getElementById("skip-link").addEventListener("click", (event) => {
