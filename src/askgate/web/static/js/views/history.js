@@ -8,9 +8,11 @@ export function statusBadge(status) {
   return el("span", { class: `status status-${status}`, text: status });
 }
 
+// The start of a text on one line (lists show this; a question's page all of it).
 function excerpt(text, length = 240) {
   if (!text) return "";
-  return text.length > length ? `${text.slice(0, length).trimEnd()}…` : text;
+  const flat = text.replace(/\s+/g, " ").trim();
+  return flat.length > length ? `${flat.slice(0, length).trimEnd()}…` : flat;
 }
 
 async function deleteQuestion(question) {
