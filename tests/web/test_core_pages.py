@@ -216,7 +216,7 @@ def test_sign_out_revokes_the_login(
 
 
 def test_ask_streams_the_answer(page: Page, web: WebServer, sign_in: SignIn) -> None:
-    # A few " tickN" pieces 0.15 s apart, then the answer.
+    # Twelve " tickN" pieces 0.1 s apart (the fake's default), then the answer.
     web.upstream.set(mode="slow_stream", slow_stream_ticks=lambda content: 12)
     try:
         sign_in(page, web.new_user("ask"))
