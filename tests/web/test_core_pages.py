@@ -74,6 +74,12 @@ def test_register_explains_a_weak_password(page: Page) -> None:
     expect(page.get_by_role("alert")).to_contain_text(
         "Password should have at least 8 characters"
     )
+    page.get_by_label("Username").fill("no spaces here")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "Username may only use letters, digits, dots, dashes and underscores."
+    )
 
 
 def test_wrong_password_then_a_reload_keeps_the_login(

@@ -53,7 +53,7 @@ function validationSentence(item) {
   const field = loc.filter((part) => part !== "body" && part !== "query").pop();
   let msg = String(item.msg || "is not valid").replace(/^Value error, /, "");
   if (item.type === "string_pattern_mismatch" && field === "username") {
-    msg = "may only use letters, digits and _ . -";
+    msg = "may only use letters, digits, dots, dashes and underscores";
   } else if (item.type === "missing") {
     msg = "is required";
   } else if (item.type === "extra_forbidden") {
