@@ -83,6 +83,7 @@ DEFAULT_UPSTREAM: dict[str, Any] = {
     "fail_times": 0,
     "retry_after": None,
     "usage": "counted",
+    "slow_stream_ticks": lambda content: 10_000,
 }
 
 
@@ -274,7 +275,10 @@ def _reset_upstream(request: pytest.FixtureRequest) -> None:
         web.upstream.set(**DEFAULT_UPSTREAM)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API is open, its event loop
+# counts as running in this thread, and an async test (or asyncio.run) after it
+# would fail.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make chromium` installs Debian's")
@@ -282,7 +286,7 @@ def playwright() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(
         executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True

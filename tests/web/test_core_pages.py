@@ -222,21 +222,19 @@ def test_sign_out_revokes_the_login(
 
 
 def test_ask_streams_the_answer(page: Page, web: WebServer, sign_in: SignIn) -> None:
-    # Twelve " tickN" pieces 0.1 s apart (the fake's default), then the answer.
+    # Twelve " tickN" pieces 0.1 s apart (the fake's default), then the answer;
+    # every test starts with the fake reset (tests/web/conftest.py).
     web.upstream.set(mode="slow_stream", slow_stream_ticks=lambda content: 12)
-    try:
-        sign_in(page, web.new_user("ask"))
-        expect(page.locator("select#model option")).to_have_count(2)
-        _ask_in_page(page, "what grows here")
-        answer = page.locator("#answer")
-        stop = page.get_by_role("button", name="Stop")
-        expect(stop).to_be_visible()
-        expect(answer).to_contain_text("tick2")
-        assert "You asked" not in answer.inner_text()  # seen growing, not yet whole
-        ticks = " ".join(f"tick{i}" for i in range(12))
-        expect(answer).to_have_text(f"{ticks}You asked: what grows here")
-    finally:
-        web.upstream.set(slow_stream_ticks=lambda content: 10_000)
+    sign_in(page, web.new_user("ask"))
+    expect(page.locator("select#model option")).to_have_count(2)
+    _ask_in_page(page, "what grows here")
+    answer = page.locator("#answer")
+    stop = page.get_by_role("button", name="Stop")
+    expect(stop).to_be_visible()
+    expect(answer).to_contain_text("tick2")
+    assert "You asked" not in answer.inner_text()  # seen growing, not yet whole
+    ticks = " ".join(f"tick{i}" for i in range(12))
+    expect(answer).to_have_text(f"{ticks}You asked: what grows here")
     expect(stop).to_be_hidden()
     expect(page.get_by_role("status").filter(has_text="Answered")).to_be_visible()
     recent = page.locator(".recent-wrap .question-item")
