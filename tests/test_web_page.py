@@ -145,3 +145,16 @@ def test_the_vendored_libraries_are_the_files_their_readme_names() -> None:
     assert set(listed) == present
     for name, digest in listed.items():
         assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_the_readme_shows_screenshots_that_exist() -> None:
+    """`make screenshots` writes docs/screenshots/; the README links each one."""
+    root = STATIC.parents[3]
+    linked = set(
+        re.findall(
+            r"\(docs/screenshots/([\w-]+\.png)\)", (root / "README.md").read_text()
+        )
+    )
+    taken = {path.name for path in (root / "docs" / "screenshots").glob("*.png")}
+    assert linked
+    assert linked == taken
