@@ -38,7 +38,7 @@ async def test_the_page_is_served_at_the_root(client: httpx.AsyncClient) -> None
 def test_the_page_policy_allows_no_inline_code_eval_or_other_origins() -> None:
     policy = _csp(httpx.Response(200, headers={"content-security-policy": WEB_CSP}))
     assert policy["default-src"] == "'none'"
-    for directive in ("script-src", "style-src", "connect-src", "font-src"):
+    for directive in ("script-src", "style-src", "connect-src", "font-src", "img-src"):
         assert policy[directive] == "'self'", directive
     assert policy["frame-ancestors"] == "'none'"
     assert policy["base-uri"] == "'none'"

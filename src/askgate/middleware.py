@@ -223,7 +223,7 @@ DOCS_CSP = (
 # this origin; still no inline script or style, no eval, no framing.
 WEB_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; "
-    "img-src 'self' data:; font-src 'self'; connect-src 'self'; "
+    "img-src 'self'; font-src 'self'; connect-src 'self'; "
     "manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; "
     "base-uri 'none'"
 )
@@ -243,7 +243,7 @@ def _raw_headers(csp: str) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
 
 
-# Encoded once: every response gets one of these two lists appended.
+# Encoded once: every response gets one of these lists appended.
 _API_HEADERS = _raw_headers(API_CSP)
 _DOCS_HEADERS = _raw_headers(DOCS_CSP)
 _WEB_HEADERS = _raw_headers(WEB_CSP)

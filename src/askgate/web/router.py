@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -43,7 +44,7 @@ class _Assets(StaticFiles):
         return response
 
 
-async def _page(request: object) -> FileResponse:
+async def _page(request: Request) -> FileResponse:
     return FileResponse(STATIC / "index.html", headers=REVALIDATE)
 
 
