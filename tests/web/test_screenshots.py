@@ -81,35 +81,24 @@ def test_every_page_renders_at_both_widths(
     width: str,
 ) -> None:
     with open_page(browser, web, WIDTHS[width]) as page:
-        _every_page(page, web, person, sign_in, screenshots, width)
-
-
-def _every_page(
-    page: Page,
-    web: WebServer,
-    person: dict[str, str],
-    sign_in: Callable[[Page, dict[str, str]], None],
-    screenshots: Path,
-    width: str,
-) -> None:
-    for name, route in SIGNED_OUT.items():
-        page.goto(f"/{route}")
-        _shoot(page, screenshots, name, width)
-    sign_in(page, person)
-    page.goto("/#/ask")
-    page.get_by_label("Your question").fill(ASKED_IN_THE_PAGE)
-    page.get_by_role("button", name="Ask", exact=True).click()
-    expect(page.locator("#answer")).to_contain_text("You asked: Show me")
-    expect(page.locator("#answer pre code")).to_contain_text("return a + b")
-    _shoot(page, screenshots, "ask", width)
-    for name, route in SIGNED_IN.items():
-        page.goto(f"/{route}")
-        _shoot(page, screenshots, name, width)
-    question_id = web.call("GET", "/questions/me", person).json()[0]["id"]
-    page.goto(f"/#/history/{question_id}")
-    _shoot(page, screenshots, "question", width)
-    page.context.clear_cookies()
-    sign_in(page, web.admin)
-    for name, route in ADMIN.items():
-        page.goto(f"/{route}")
-        _shoot(page, screenshots, name, width)
+        for name, route in SIGNED_OUT.items():
+            page.goto(f"/{route}")
+            _shoot(page, screenshots, name, width)
+        sign_in(page, person)
+        page.goto("/#/ask")
+        page.get_by_label("Your question").fill(ASKED_IN_THE_PAGE)
+        page.get_by_role("button", name="Ask", exact=True).click()
+        expect(page.locator("#answer")).to_contain_text("You asked: Show me")
+        expect(page.locator("#answer pre code")).to_contain_text("return a + b")
+        _shoot(page, screenshots, "ask", width)
+        for name, route in SIGNED_IN.items():
+            page.goto(f"/{route}")
+            _shoot(page, screenshots, name, width)
+        question_id = web.call("GET", "/questions/me", person).json()[0]["id"]
+        page.goto(f"/#/history/{question_id}")
+        _shoot(page, screenshots, "question", width)
+        page.context.clear_cookies()
+        sign_in(page, web.admin)
+        for name, route in ADMIN.items():
+            page.goto(f"/{route}")
+            _shoot(page, screenshots, name, width)

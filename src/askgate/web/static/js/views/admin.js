@@ -48,6 +48,17 @@ function isForbidden(err) {
   return err && err.status === 403;
 }
 
+// A list that failed to load: the refusal in place of the page when askgate says
+// the caller is no administrator (any more), otherwise what failed, in words.
+function loadFailed(err, root, slot, what) {
+  if (isForbidden(err)) {
+    root.replaceChildren();
+    refused(root);
+    return;
+  }
+  notice(slot, `Could not load ${what}: ${errorText(err)}`);
+}
+
 // A column header: "Name", or ["Tokens", "num"] for a right-aligned number.
 function th(header) {
   const [text, cls] = Array.isArray(header) ? header : [header, null];
@@ -276,13 +287,8 @@ async function renderUsers(body, self, root) {
       ({ items: users, total } = await fetchPage("/users", params));
     } catch (err) {
       if (mine !== generation) return;
-      if (isForbidden(err)) {
-        root.replaceChildren();
-        refused(root);
-        return;
-      }
       listSlot.replaceChildren();
-      notice(listSlot, `Could not load the users: ${errorText(err)}`);
+      loadFailed(err, root, listSlot, "the users");
       return;
     }
     if (mine !== generation) return;
@@ -500,12 +506,7 @@ async function renderQuestions(body, root) {
     } catch (err) {
       if (mine !== generation) return;
       more.replaceChildren();
-      if (isForbidden(err)) {
-        root.replaceChildren();
-        refused(root);
-        return;
-      }
-      notice(messages, `Could not load the questions: ${errorText(err)}`);
+      loadFailed(err, root, messages, "the questions");
       return;
     }
     if (mine !== generation) return;
@@ -619,13 +620,8 @@ async function renderLeaderboard(body, root) {
       rows = await api("/usage/leaderboard", { query: { days: days.value, by: by.value, limit: 100 } });
     } catch (err) {
       if (mine !== generation) return;
-      if (isForbidden(err)) {
-        root.replaceChildren();
-        refused(root);
-        return;
-      }
       slot.replaceChildren();
-      notice(slot, `Could not load the leaderboard: ${errorText(err)}`);
+      loadFailed(err, root, slot, "the leaderboard");
       return;
     }
     if (mine !== generation) return;
